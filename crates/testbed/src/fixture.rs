@@ -1,0 +1,203 @@
+//! Test fixtures: one testbed per test binary, started on first use, and a fresh namespace per
+//! test that is deleted when the test ends (pass or fail).
+//!
+//! Each `#[tokio::test]` has its own runtime, which ends with the test, while the testbed's nodes
+//! must keep running for the whole binary. The shared testbed therefore lives on a background
+//! thread with its own runtime, and tests build their own clients ([`SharedTestbed::client`]).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::OnceLock,
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, PostParams},
+    runtime::wait::await_condition,
+};
+
+use crate::{Testbed, TestbedOptions, controlplane::client_from_kubeconfig};
+
+/// Label on every namespace the fixtures create, so leftovers are easy to find.
+pub const TEST_NAMESPACE_LABEL: &str = "testbed.omjob.dev/test";
+
+/// The testbed shared by all tests of one binary.
+#[derive(Debug)]
+pub struct SharedTestbed {
+    testbed: Testbed,
+    handle: tokio::runtime::Handle,
+}
+
+static SHARED: OnceLock<Result<SharedTestbed, String>> = OnceLock::new();
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes data directories of earlier test processes that have exited.
+fn remove_stale_dirs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("omjob-testbed-")).and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        if !pid_alive(pid) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The shared testbed, started on first call (one control plane and one process-mode node).
+/// Blocks the calling thread until it is up (about 10 s; longer the first time on a fresh machine,
+/// when the control plane is built).
+///
+/// # Panics
+/// When the testbed cannot start: every test that needs it fails with the reason.
+#[must_use]
+pub fn shared() -> &'static SharedTestbed {
+    let result = SHARED.get_or_init(|| {
+        let root = std::env::temp_dir();
+        remove_stale_dirs(&root);
+        let dir = root.join(format!("omjob-testbed-{}", std::process::id()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new().name("testbed".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("cannot build the testbed runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let started = Testbed::start(&dir, &TestbedOptions::default()).await;
+                let handle = tokio::runtime::Handle::current();
+                let _ = tx.send(started.map(|testbed| SharedTestbed { testbed, handle }).map_err(|e| format!("{e:#}")));
+                // The runtime must outlive every test of this binary.
+                std::future::pending::<()>().await;
+            });
+        });
+        if let Err(e) = spawned {
+            return Err(format!("cannot start the testbed thread: {e}"));
+        }
+        rx.recv().unwrap_or_else(|_| Err("the testbed thread died while starting".into()))
+    });
+    match result {
+        Ok(tb) => tb,
+        Err(e) => panic!("the testbed did not start: {e}"),
+    }
+}
+
+impl SharedTestbed {
+    /// The testbed.
+    #[must_use]
+    pub fn testbed(&self) -> &Testbed {
+        &self.testbed
+    }
+
+    /// The admin kubeconfig path.
+    #[must_use]
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.testbed.control_plane().kubeconfig().to_owned()
+    }
+
+    /// A new admin client for the calling runtime.
+    ///
+    /// # Panics
+    /// When the kubeconfig cannot be loaded (a broken testbed).
+    pub async fn client(&self) -> Client {
+        client_from_kubeconfig(self.testbed.control_plane().kubeconfig()).await.expect("testbed kubeconfig")
+    }
+
+    /// Creates a fresh namespace named `<prefix>-<random>`, waits until pods can be created in it
+    /// (its default service account has a token), and deletes it when the guard drops.
+    ///
+    /// # Panics
+    /// When the namespace cannot be created.
+    pub async fn namespace(&'static self, prefix: &str) -> TestNamespace {
+        let client = self.client().await;
+        let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {TEST_NAMESPACE_LABEL: "true"}}
+        }))
+        .expect("namespace object");
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+        wait_for_service_account(&client, &name, "default", Duration::from_secs(60))
+            .await
+            .expect("default service account");
+        TestNamespace { name, client, shared: self }
+    }
+}
+
+/// Waits until service account `name` exists and has its token secret (pods that mount it are
+/// rejected by admission until then).
+///
+/// # Errors
+/// A description of what was missing when `limit` passed.
+pub async fn wait_for_service_account(client: &Client, ns: &str, name: &str, limit: Duration) -> Result<(), String> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let has_token = |sa: Option<&ServiceAccount>| sa.is_some_and(|sa| sa.secrets.as_ref().is_some_and(|s| !s.is_empty()));
+    tokio::time::timeout(limit, await_condition(api, name, has_token))
+        .await
+        .map_err(|_| format!("service account {ns}/{name} has no token after {limit:?}"))?
+        .map(|_| ())
+        .map_err(|e| format!("watching service account {ns}/{name}: {e}"))
+}
+
+/// A namespace that exists for one test.
+pub struct TestNamespace {
+    name: String,
+    client: Client,
+    shared: &'static SharedTestbed,
+}
+
+impl std::fmt::Debug for TestNamespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestNamespace").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl TestNamespace {
+    /// Its name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An admin client for the test's runtime.
+    #[must_use]
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// A typed API in this namespace.
+    #[must_use]
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// The shared testbed.
+    #[must_use]
+    pub fn testbed(&self) -> &'static SharedTestbed {
+        self.shared
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // The test's runtime may be shutting down; delete from the testbed's own runtime.
+        let name = self.name.clone();
+        let kubeconfig = self.shared.kubeconfig();
+        self.shared.handle.spawn(async move {
+            if let Ok(client) = client_from_kubeconfig(&kubeconfig).await {
+                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+            }
+        });
+    }
+}
