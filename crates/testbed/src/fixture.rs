@@ -38,10 +38,16 @@ fn pid_alive(pid: u32) -> bool {
 
 /// Removes data directories of earlier test processes that have exited.
 fn remove_stale_dirs(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("omjob-testbed-")).and_then(|p| p.parse().ok()) else {
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("omjob-testbed-"))
+            .and_then(|p| p.parse().ok())
+        else {
             continue;
         };
         if !pid_alive(pid) {
@@ -64,7 +70,11 @@ pub fn shared() -> &'static SharedTestbed {
         let dir = root.join(format!("omjob-testbed-{}", std::process::id()));
         let (tx, rx) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new().name("testbed".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = tx.send(Err(format!("cannot build the testbed runtime: {e}")));
@@ -74,7 +84,11 @@ pub fn shared() -> &'static SharedTestbed {
             rt.block_on(async move {
                 let started = Testbed::start(&dir, &TestbedOptions::default()).await;
                 let handle = tokio::runtime::Handle::current();
-                let _ = tx.send(started.map(|testbed| SharedTestbed { testbed, handle }).map_err(|e| format!("{e:#}")));
+                let _ = tx.send(
+                    started
+                        .map(|testbed| SharedTestbed { testbed, handle })
+                        .map_err(|e| format!("{e:#}")),
+                );
                 // The runtime must outlive every test of this binary.
                 std::future::pending::<()>().await;
             });
@@ -82,7 +96,8 @@ pub fn shared() -> &'static SharedTestbed {
         if let Err(e) = spawned {
             return Err(format!("cannot start the testbed thread: {e}"));
         }
-        rx.recv().unwrap_or_else(|_| Err("the testbed thread died while starting".into()))
+        rx.recv()
+            .unwrap_or_else(|_| Err("the testbed thread died while starting".into()))
     });
     match result {
         Ok(tb) => tb,
@@ -108,7 +123,9 @@ impl SharedTestbed {
     /// # Panics
     /// When the kubeconfig cannot be loaded (a broken testbed).
     pub async fn client(&self) -> Client {
-        client_from_kubeconfig(self.testbed.control_plane().kubeconfig()).await.expect("testbed kubeconfig")
+        client_from_kubeconfig(self.testbed.control_plane().kubeconfig())
+            .await
+            .expect("testbed kubeconfig")
     }
 
     /// Creates a fresh namespace named `<prefix>-<random>`, waits until pods can be created in it
@@ -123,11 +140,18 @@ impl SharedTestbed {
             "metadata": {"name": name, "labels": {TEST_NAMESPACE_LABEL: "true"}}
         }))
         .expect("namespace object");
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
         wait_for_service_account(&client, &name, "default", Duration::from_secs(60))
             .await
             .expect("default service account");
-        TestNamespace { name, client, shared: self }
+        TestNamespace {
+            name,
+            client,
+            shared: self,
+        }
     }
 }
 
@@ -136,9 +160,15 @@ impl SharedTestbed {
 ///
 /// # Errors
 /// A description of what was missing when `limit` passed.
-pub async fn wait_for_service_account(client: &Client, ns: &str, name: &str, limit: Duration) -> Result<(), String> {
+pub async fn wait_for_service_account(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    limit: Duration,
+) -> Result<(), String> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let has_token = |sa: Option<&ServiceAccount>| sa.is_some_and(|sa| sa.secrets.as_ref().is_some_and(|s| !s.is_empty()));
+    let has_token =
+        |sa: Option<&ServiceAccount>| sa.is_some_and(|sa| sa.secrets.as_ref().is_some_and(|s| !s.is_empty()));
     tokio::time::timeout(limit, await_condition(api, name, has_token))
         .await
         .map_err(|_| format!("service account {ns}/{name} has no token after {limit:?}"))?
@@ -155,7 +185,9 @@ pub struct TestNamespace {
 
 impl std::fmt::Debug for TestNamespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestNamespace").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("TestNamespace")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -196,7 +228,9 @@ impl Drop for TestNamespace {
         let kubeconfig = self.shared.kubeconfig();
         self.shared.handle.spawn(async move {
             if let Ok(client) = client_from_kubeconfig(&kubeconfig).await {
-                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+                let _ = Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::background())
+                    .await;
             }
         });
     }

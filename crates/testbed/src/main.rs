@@ -15,7 +15,11 @@ use omjob_testbed::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "testbed", version, about = "A real Kubernetes control plane on this machine, with simulated nodes")]
+#[command(
+    name = "testbed",
+    version,
+    about = "A real Kubernetes control plane on this machine, with simulated nodes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -83,7 +87,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Install => {
             let bins = Binaries::ensure_installed()?;
-            eprintln!("control plane ready: {}", bins.apiserver.parent().map_or_else(String::new, |p| p.display().to_string()));
+            eprintln!(
+                "control plane ready: {}",
+                bins.apiserver
+                    .parent()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            );
             Ok(())
         }
         Cmd::Up(args) => up(&args),
@@ -91,14 +100,21 @@ fn main() -> anyhow::Result<()> {
         Cmd::Down { dir } => down(&dir),
         Cmd::LoseNode { dir, node, restore } => runtime()?.block_on(async {
             let client = client_from_kubeconfig(&dir.join("kubeconfig")).await?;
-            node::set_lost(&client, &node, !restore).await.with_context(|| format!("patching node {node}"))?;
-            eprintln!("node {node} {}", if restore { "reconnected" } else { "partitioned" });
+            node::set_lost(&client, &node, !restore)
+                .await
+                .with_context(|| format!("patching node {node}"))?;
+            eprintln!(
+                "node {node} {}",
+                if restore { "reconnected" } else { "partitioned" }
+            );
             Ok(())
         }),
         Cmd::Evict { dir, pod, message } => runtime()?.block_on(async {
             let (ns, name) = pod.split_once('/').context("POD must be NAMESPACE/NAME")?;
             let client = client_from_kubeconfig(&dir.join("kubeconfig")).await?;
-            node::evict(&client, ns, name, &message).await.with_context(|| format!("evicting {pod}"))?;
+            node::evict(&client, ns, name, &message)
+                .await
+                .with_context(|| format!("evicting {pod}"))?;
             eprintln!("pod {pod} marked for eviction");
             Ok(())
         }),
@@ -120,7 +136,11 @@ fn up(args: &RunArgs) -> anyhow::Result<()> {
     let dir = std::fs::canonicalize(&args.dir)?;
     if let Some(pid) = read_pid(&dir) {
         if Path::new(&format!("/proc/{pid}")).exists() {
-            bail!("a testbed already runs in {} (pid {pid}); run `testbed down --dir {}` first", dir.display(), dir.display());
+            bail!(
+                "a testbed already runs in {} (pid {pid}); run `testbed down --dir {}` first",
+                dir.display(),
+                dir.display()
+            );
         }
     }
     let ready = dir.join("ready");
@@ -129,15 +149,27 @@ fn up(args: &RunArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&failed);
     let log = std::fs::File::create(dir.join("testbed.log"))?;
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("run").arg("--dir").arg(&dir).arg("--nodes").arg(args.nodes.to_string());
+    cmd.arg("run")
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--nodes")
+        .arg(args.nodes.to_string());
     if args.rules {
         cmd.arg("--rules");
     }
     // Its own process group, so that a Ctrl-C in this terminal does not reach the daemon.
     use std::os::unix::process::CommandExt as _;
-    cmd.process_group(0).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     let child = cmd.spawn().context("starting the testbed daemon")?;
-    eprintln!("[testbed] starting control plane and {} simulated node(s) in {} (pid {})", args.nodes, dir.display(), child.id());
+    eprintln!(
+        "[testbed] starting control plane and {} simulated node(s) in {} (pid {})",
+        args.nodes,
+        dir.display(),
+        child.id()
+    );
     let start = Instant::now();
     loop {
         if ready.exists() {
@@ -145,10 +177,16 @@ fn up(args: &RunArgs) -> anyhow::Result<()> {
         }
         if failed.exists() {
             let why = std::fs::read_to_string(&failed).unwrap_or_default();
-            bail!("the testbed failed to start: {why}(log: {})", dir.join("testbed.log").display());
+            bail!(
+                "the testbed failed to start: {why}(log: {})",
+                dir.join("testbed.log").display()
+            );
         }
         if start.elapsed() > Duration::from_secs(300) {
-            bail!("the testbed did not start within 5 minutes; see {}", dir.join("testbed.log").display());
+            bail!(
+                "the testbed did not start within 5 minutes; see {}",
+                dir.join("testbed.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -163,7 +201,11 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     std::fs::write(pid_file(&dir), std::process::id().to_string())?;
     let opts = TestbedOptions {
         nodes: args.nodes,
-        mode: if args.rules { NodeMode::Rules } else { NodeMode::Process },
+        mode: if args.rules {
+            NodeMode::Rules
+        } else {
+            NodeMode::Process
+        },
         ..TestbedOptions::default()
     };
     runtime()?.block_on(async {

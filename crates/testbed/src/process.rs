@@ -20,17 +20,22 @@ fn spawner() -> std::io::Result<mpsc::Sender<Request>> {
     let sender = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Request>();
         // The thread ends only when the process does: the static keeps the sender alive.
-        let spawned = thread::Builder::new().name("testbed-spawner".into()).spawn(move || {
-            for (mut cmd, reply) in rx {
-                let _ = reply.send(cmd.spawn());
-            }
-        });
+        let spawned = thread::Builder::new()
+            .name("testbed-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the spawner thread; spawns will fail");
         }
         Mutex::new(tx)
     });
-    sender.lock().map(|s| s.clone()).map_err(|_| std::io::Error::other("spawner lock poisoned"))
+    sender
+        .lock()
+        .map(|s| s.clone())
+        .map_err(|_| std::io::Error::other("spawner lock poisoned"))
 }
 
 /// Wraps `program` so that it receives SIGKILL when the spawning thread (the spawner) goes away.
@@ -47,6 +52,9 @@ pub fn guarded_command(program: &Path) -> Command {
 /// The spawn error, or an error when the spawner thread is gone.
 pub fn spawn(cmd: Command) -> std::io::Result<Child> {
     let (tx, rx) = mpsc::channel();
-    spawner()?.send((cmd, tx)).map_err(|_| std::io::Error::other("spawner thread is gone"))?;
-    rx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))?
+    spawner()?
+        .send((cmd, tx))
+        .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("spawner thread is gone"))?
 }

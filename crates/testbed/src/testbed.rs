@@ -31,7 +31,11 @@ pub struct TestbedOptions {
 
 impl Default for TestbedOptions {
     fn default() -> Self {
-        Self { nodes: 1, mode: NodeMode::Process, control_plane: ControlPlaneOptions::default() }
+        Self {
+            nodes: 1,
+            mode: NodeMode::Process,
+            control_plane: ControlPlaneOptions::default(),
+        }
     }
 }
 
@@ -55,7 +59,8 @@ impl Testbed {
         for i in 0..opts.nodes {
             let name = format!("sim-node-{i}");
             let node_dir = control_plane.dir().join("nodes").join(&name);
-            nodes.push(SimNode::start(client.clone(), &name, node_dir, control_plane.pki(), opts.mode).await?);
+            nodes
+                .push(SimNode::start(client.clone(), &name, node_dir, control_plane.pki(), opts.mode).await?);
         }
         Ok(Self { control_plane, nodes })
     }

@@ -49,18 +49,26 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("OMJOB_TESTBED_CACHE") {
         return PathBuf::from(dir);
     }
-    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), |h| PathBuf::from(h).join(".cache"))
-    });
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from("/tmp"), |h| PathBuf::from(h).join(".cache"))
+        });
     base.join("omjob-testbed")
 }
 
 fn bin_dir() -> PathBuf {
-    cache_dir().join(format!("kubernetes-{KUBERNETES_VERSION}")).join("bin")
+    cache_dir()
+        .join(format!("kubernetes-{KUBERNETES_VERSION}"))
+        .join("bin")
 }
 
 fn find_etcd() -> Option<PathBuf> {
-    ["/usr/bin/etcd", "/usr/local/bin/etcd"].iter().map(PathBuf::from).find(|p| p.is_file())
+    ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 impl Binaries {
@@ -75,10 +83,15 @@ impl Binaries {
             scheduler: dir.join("kube-scheduler"),
             kubectl: dir.join("kubectl"),
         };
-        [&bins.apiserver, &bins.controller_manager, &bins.scheduler, &bins.kubectl]
-            .iter()
-            .all(|p| p.is_file())
-            .then_some(bins)
+        [
+            &bins.apiserver,
+            &bins.controller_manager,
+            &bins.scheduler,
+            &bins.kubectl,
+        ]
+        .iter()
+        .all(|p| p.is_file())
+        .then_some(bins)
     }
 
     /// Returns the binaries, running the installer first when any is missing. The installer
@@ -104,9 +117,14 @@ fn run_installer() -> Result<(), InstallError> {
         .spawn()
         .map_err(InstallError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(INSTALL_SCRIPT.as_bytes()).map_err(InstallError::Spawn)?;
+        stdin
+            .write_all(INSTALL_SCRIPT.as_bytes())
+            .map_err(InstallError::Spawn)?;
     }
     let status = child.wait().map_err(InstallError::Spawn)?;
-    if status.success() { Ok(()) } else { Err(InstallError::Failed(status)) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(InstallError::Failed(status))
+    }
 }
-

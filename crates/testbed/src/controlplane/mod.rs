@@ -100,11 +100,23 @@ impl Component {
             .create(true)
             .append(true)
             .open(&self.log)
-            .map_err(|source| ControlPlaneError::Prepare { path: self.log.clone(), source })?;
-        let err_log = log.try_clone().map_err(|source| ControlPlaneError::Prepare { path: self.log.clone(), source })?;
+            .map_err(|source| ControlPlaneError::Prepare {
+                path: self.log.clone(),
+                source,
+            })?;
+        let err_log = log.try_clone().map_err(|source| ControlPlaneError::Prepare {
+            path: self.log.clone(),
+            source,
+        })?;
         let mut cmd: Command = process::guarded_command(&self.cmd_path);
-        cmd.args(&self.args).stdin(Stdio::null()).stdout(log).stderr(err_log);
-        let child = process::spawn(cmd).map_err(|source| ControlPlaneError::Spawn { component: self.name, source })?;
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log);
+        let child = process::spawn(cmd).map_err(|source| ControlPlaneError::Spawn {
+            component: self.name,
+            source,
+        })?;
         tracing::debug!(component = self.name, pid = child.id(), "started");
         self.child = Some(child);
         Ok(())
@@ -116,7 +128,9 @@ impl Component {
 
     /// SIGTERM, then SIGKILL after `grace`.
     fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + grace;
@@ -143,7 +157,10 @@ pub struct ControlPlane {
 
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlPlane").field("dir", &self.dir).field("api_url", &self.api_url).finish()
+        f.debug_struct("ControlPlane")
+            .field("dir", &self.dir)
+            .field("api_url", &self.api_url)
+            .finish()
     }
 }
 
@@ -155,7 +172,10 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 fn prepare<T>(path: &Path, r: std::io::Result<T>) -> Result<T, ControlPlaneError> {
-    r.map_err(|source| ControlPlaneError::Prepare { path: path.to_owned(), source })
+    r.map_err(|source| ControlPlaneError::Prepare {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn random_token() -> String {
@@ -171,7 +191,10 @@ impl ControlPlane {
     /// Fails when a binary is missing, a component fails to start, or the API never gets ready.
     pub async fn start(dir: &Path, opts: &ControlPlaneOptions) -> Result<Self, ControlPlaneError> {
         let binaries = Binaries::ensure_installed()?;
-        let dir = prepare(dir, std::fs::create_dir_all(dir).and_then(|()| std::fs::canonicalize(dir)))?;
+        let dir = prepare(
+            dir,
+            std::fs::create_dir_all(dir).and_then(|()| std::fs::canonicalize(dir)),
+        )?;
         let logs = dir.join("logs");
         prepare(&logs, std::fs::create_dir_all(&logs))?;
         let pki = Pki::create(&dir.join("pki"))?;
@@ -189,18 +212,26 @@ impl ControlPlane {
         // Every testbed identity is in system:masters: the testbed's own components are not
         // under test. Code under test gets its own, least-privilege identities.
         let token_file = dir.join("tokens.csv");
-        let token_csv: String =
-            tokens.iter().map(|(user, token)| format!("{token},{user},{user},\"system:masters\"\n")).collect();
+        let token_csv: String = tokens
+            .iter()
+            .map(|(user, token)| format!("{token},{user},{user},\"system:masters\"\n"))
+            .collect();
         prepare(&token_file, std::fs::write(&token_file, token_csv))?;
         let ca_pem = prepare(&pki.ca_cert, std::fs::read_to_string(&pki.ca_cert))?;
         let mut kubeconfigs = Vec::new();
         for (user, token) in &tokens {
             let path = dir.join(format!("{user}.kubeconfig"));
-            prepare(&path, kubeconfig::write(&path, &kubeconfig::render(&api_url, &ca_pem, user, token)))?;
+            prepare(
+                &path,
+                kubeconfig::write(&path, &kubeconfig::render(&api_url, &ca_pem, user, token)),
+            )?;
             kubeconfigs.push(path);
         }
         let admin_kubeconfig = dir.join("kubeconfig");
-        prepare(&admin_kubeconfig, std::fs::copy(&kubeconfigs[0], &admin_kubeconfig))?;
+        prepare(
+            &admin_kubeconfig,
+            std::fs::copy(&kubeconfigs[0], &admin_kubeconfig),
+        )?;
 
         let s = |p: &Path| p.display().to_string();
         let etcd = Component {
@@ -338,7 +369,12 @@ impl ControlPlane {
         }
     }
 
-    async fn wait_tcp(&self, name: &'static str, port: u16, limit: Duration) -> Result<(), ControlPlaneError> {
+    async fn wait_tcp(
+        &self,
+        name: &'static str,
+        port: u16,
+        limit: Duration,
+    ) -> Result<(), ControlPlaneError> {
         let start = Instant::now();
         loop {
             if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
@@ -394,14 +430,14 @@ impl ControlPlane {
 
     async fn wait_default_service_account(&self, limit: Duration) -> Result<(), ControlPlaneError> {
         let client = self.client().await?;
-        crate::fixture::wait_for_service_account(&client, "default", "default", limit).await.map_err(|detail| {
-            ControlPlaneError::NotReady {
+        crate::fixture::wait_for_service_account(&client, "default", "default", limit)
+            .await
+            .map_err(|detail| ControlPlaneError::NotReady {
                 component: "kube-controller-manager",
                 waited: limit,
                 detail,
                 log: self.log_of("kube-controller-manager"),
-            }
-        })
+            })
     }
 
     /// Stops and starts the API server again on the same port and data (for fault tests).

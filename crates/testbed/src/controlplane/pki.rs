@@ -74,18 +74,30 @@ fn generate<T>(what: &'static str, r: Result<T, rcgen::Error>) -> Result<T, PkiE
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
-    std::fs::write(path, contents).map_err(|source| PkiError::Write { path: path.to_owned(), source })
+    std::fs::write(path, contents).map_err(|source| PkiError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
-    std::fs::read_to_string(path).map_err(|source| PkiError::Read { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| PkiError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn ca_params() -> Result<CertificateParams, PkiError> {
     let mut params = generate("CA parameters", CertificateParams::new(Vec::<String>::new()))?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "omjob-testbed-ca");
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "omjob-testbed-ca");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     Ok(params)
 }
 
@@ -95,7 +107,10 @@ impl Pki {
     /// # Errors
     /// Fails when generation fails or a file cannot be written.
     pub fn create(dir: &Path) -> Result<Self, PkiError> {
-        std::fs::create_dir_all(dir).map_err(|source| PkiError::Write { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
         let pki = Self {
             ca_cert: dir.join("ca.crt"),
             ca_key: dir.join("ca.key"),
@@ -105,14 +120,25 @@ impl Pki {
             sa_pub: dir.join("sa.pub"),
         };
         let ca_key = generate("CA key", KeyPair::generate())?;
-        let ca = generate("CA certificate", CertifiedIssuer::self_signed(ca_params()?, &ca_key))?;
+        let ca = generate(
+            "CA certificate",
+            CertifiedIssuer::self_signed(ca_params()?, &ca_key),
+        )?;
         write(&pki.ca_cert, &ca.pem())?;
         write(&pki.ca_key, &ca_key.serialize_pem())?;
 
         let serving = pki.serving_cert(
             "kube-apiserver",
-            &["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-            &[IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
+            &[
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+            ],
+            &[
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            ],
         )?;
         write(&pki.apiserver_cert, &serving.cert_pem)?;
         write(&pki.apiserver_key, &serving.key_pem)?;
@@ -136,10 +162,16 @@ impl Pki {
         names.extend(ips.iter().map(ToString::to_string));
         let mut params = generate("serving certificate parameters", CertificateParams::new(names))?;
         params.distinguished_name.push(DnType::CommonName, cn);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = generate("serving key", KeyPair::generate())?;
         let cert = generate("serving certificate", params.signed_by(&key, &issuer))?;
-        Ok(ServingCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(ServingCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }

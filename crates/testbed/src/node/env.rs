@@ -41,9 +41,15 @@ pub enum EnvError {
 /// Source of ConfigMaps and Secrets, so that the resolution logic can be unit-tested with maps.
 pub trait Objects {
     /// `data` of a ConfigMap, `None` when it does not exist.
-    fn config_map(&self, name: &str) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, EnvError>> + Send;
+    fn config_map(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, EnvError>> + Send;
     /// Decoded `data` of a Secret, `None` when it does not exist.
-    fn secret(&self, name: &str) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, EnvError>> + Send;
+    fn secret(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, EnvError>> + Send;
 }
 
 /// [`Objects`] read from the API server in one namespace.
@@ -63,7 +69,10 @@ impl ApiObjects {
     /// Reads from `namespace`.
     #[must_use]
     pub fn new(client: Client, namespace: &str) -> Self {
-        Self { config_maps: Api::namespaced(client.clone(), namespace), secrets: Api::namespaced(client, namespace) }
+        Self {
+            config_maps: Api::namespaced(client.clone(), namespace),
+            secrets: Api::namespaced(client, namespace),
+        }
     }
 }
 
@@ -142,10 +151,20 @@ fn field_value(pod: &Pod, path: &str) -> Result<String, EnvError> {
     let status = pod.status.as_ref();
     let map_key = |prefix: &str| -> Option<&str> { path.strip_prefix(prefix)?.strip_suffix("']") };
     if let Some(key) = map_key("metadata.labels['") {
-        return Ok(meta.labels.as_ref().and_then(|l| l.get(key)).cloned().unwrap_or_default());
+        return Ok(meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(key))
+            .cloned()
+            .unwrap_or_default());
     }
     if let Some(key) = map_key("metadata.annotations['") {
-        return Ok(meta.annotations.as_ref().and_then(|a| a.get(key)).cloned().unwrap_or_default());
+        return Ok(meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .cloned()
+            .unwrap_or_default());
     }
     let v = match path {
         "metadata.name" => meta.name.clone(),
@@ -166,7 +185,10 @@ fn resource_value(
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
 ) -> Result<String, EnvError> {
     let resources = container.resources.as_ref();
-    let (kind, name) = r.resource.split_once('.').ok_or_else(|| EnvError::Resource(r.resource.clone()))?;
+    let (kind, name) = r
+        .resource
+        .split_once('.')
+        .ok_or_else(|| EnvError::Resource(r.resource.clone()))?;
     let map = match kind {
         "limits" => resources.and_then(|x| x.limits.as_ref()),
         "requests" => resources.and_then(|x| x.requests.as_ref()),
@@ -181,7 +203,10 @@ fn resource_value(
         None => 1.0,
     };
     if divisor <= 0.0 {
-        return Err(EnvError::Resource(format!("divisor of {} must be positive", r.resource)));
+        return Err(EnvError::Resource(format!(
+            "divisor of {} must be positive",
+            r.resource
+        )));
     }
     Ok(format!("{}", (value / divisor).ceil()))
 }
@@ -200,16 +225,31 @@ pub async fn resolve(
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let (data, kind, name, optional) = if let Some(cm) = &from.config_map_ref {
-            (objects.config_map(&cm.name).await?, "configmap", cm.name.clone(), cm.optional.unwrap_or(false))
+            (
+                objects.config_map(&cm.name).await?,
+                "configmap",
+                cm.name.clone(),
+                cm.optional.unwrap_or(false),
+            )
         } else if let Some(s) = &from.secret_ref {
-            (objects.secret(&s.name).await?, "secret", s.name.clone(), s.optional.unwrap_or(false))
+            (
+                objects.secret(&s.name).await?,
+                "secret",
+                s.name.clone(),
+                s.optional.unwrap_or(false),
+            )
         } else {
             continue;
         };
         match data {
             Some(data) => vars.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v))),
             None if optional => {}
-            None => return Err(EnvError::NotFound { kind: kind.to_owned(), name }),
+            None => {
+                return Err(EnvError::NotFound {
+                    kind: kind.to_owned(),
+                    name,
+                });
+            }
         }
     }
     for var in container.env.iter().flatten() {
@@ -217,9 +257,21 @@ pub async fn resolve(
             None => Some(expand(var.value.as_deref().unwrap_or(""), &vars)),
             Some(from) => {
                 if let Some(r) = &from.config_map_key_ref {
-                    key_ref(objects.config_map(&r.name).await?, "configmap", &r.name, &r.key, r.optional)?
+                    key_ref(
+                        objects.config_map(&r.name).await?,
+                        "configmap",
+                        &r.name,
+                        &r.key,
+                        r.optional,
+                    )?
                 } else if let Some(r) = &from.secret_key_ref {
-                    key_ref(objects.secret(&r.name).await?, "secret", &r.name, &r.key, r.optional)?
+                    key_ref(
+                        objects.secret(&r.name).await?,
+                        "secret",
+                        &r.name,
+                        &r.key,
+                        r.optional,
+                    )?
                 } else if let Some(r) = &from.field_ref {
                     Some(field_value(pod, &r.field_path)?)
                 } else if let Some(r) = &from.resource_field_ref {
@@ -247,18 +299,26 @@ fn key_ref(
     let optional = optional.unwrap_or(false);
     match data {
         None if optional => Ok(None),
-        None => Err(EnvError::NotFound { kind: kind.to_owned(), name: name.to_owned() }),
+        None => Err(EnvError::NotFound {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+        }),
         Some(mut d) => match d.remove(key) {
             Some(v) => Ok(Some(v)),
             None if optional => Ok(None),
-            None => Err(EnvError::NotFound { kind: format!("key {key:?} in {kind}"), name: name.to_owned() }),
+            None => Err(EnvError::NotFound {
+                kind: format!("key {key:?} in {kind}"),
+                name: name.to_owned(),
+            }),
         },
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{ConfigMapKeySelector, EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector};
+    use k8s_openapi::api::core::v1::{
+        ConfigMapKeySelector, EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector,
+    };
 
     use super::*;
 
@@ -273,7 +333,11 @@ mod tests {
     }
 
     fn var(name: &str, value: Option<&str>, from: Option<EnvVarSource>) -> EnvVar {
-        EnvVar { name: name.into(), value: value.map(Into::into), value_from: from }
+        EnvVar {
+            name: name.into(),
+            value: value.map(Into::into),
+            value_from: from,
+        }
     }
 
     fn pod() -> Pod {
@@ -320,7 +384,10 @@ mod tests {
                     "UID",
                     None,
                     Some(EnvVarSource {
-                        field_ref: Some(ObjectFieldSelector { field_path: "metadata.uid".into(), api_version: None }),
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "metadata.uid".into(),
+                            api_version: None,
+                        }),
                         ..Default::default()
                     }),
                 ),
@@ -357,7 +424,11 @@ mod tests {
                 "X",
                 None,
                 Some(EnvVarSource {
-                    config_map_key_ref: Some(ConfigMapKeySelector { name: "nope".into(), key: "k".into(), optional }),
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: "nope".into(),
+                        key: "k".into(),
+                        optional,
+                    }),
                     ..Default::default()
                 }),
             )]),

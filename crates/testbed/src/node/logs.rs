@@ -46,7 +46,9 @@ impl LogStore {
     /// Records (or replaces) the log of `container` in `ns/pod`.
     pub fn set(&self, ns: &str, pod: &str, container: &str, log: ContainerLog) {
         if let Ok(mut map) = self.inner.write() {
-            map.entry((ns.to_owned(), pod.to_owned())).or_default().insert(container.to_owned(), log);
+            map.entry((ns.to_owned(), pod.to_owned()))
+                .or_default()
+                .insert(container.to_owned(), log);
         }
     }
 
@@ -58,7 +60,12 @@ impl LogStore {
     }
 
     fn get(&self, ns: &str, pod: &str, container: &str) -> Option<ContainerLog> {
-        self.inner.read().ok()?.get(&(ns.to_owned(), pod.to_owned()))?.get(container).cloned()
+        self.inner
+            .read()
+            .ok()?
+            .get(&(ns.to_owned(), pod.to_owned()))?
+            .get(container)
+            .cloned()
     }
 }
 
@@ -123,7 +130,10 @@ async fn container_logs(
     Query(q): Query<LogQuery>,
 ) -> Response {
     let Some(log) = store.get(&ns, &pod, &container) else {
-        return (StatusCode::NOT_FOUND, format!("container {container:?} in pod {ns}/{pod} is not on this node"))
+        return (
+            StatusCode::NOT_FOUND,
+            format!("container {container:?} in pod {ns}/{pod} is not on this node"),
+        )
             .into_response();
     };
     let previous = flag(q.previous.as_ref());
@@ -143,7 +153,9 @@ async fn container_logs(
     };
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot open log: {e}")).into_response(),
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot open log: {e}")).into_response();
+        }
     };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let start = match q.tail_lines {
@@ -154,7 +166,12 @@ async fn container_logs(
         return (StatusCode::INTERNAL_SERVER_ERROR, "cannot seek log").into_response();
     }
     let follow = flag(q.follow.as_ref()) && !previous;
-    let stream = LogStream { file, remaining: q.limit_bytes.unwrap_or(u64::MAX), follow, running: log.running };
+    let stream = LogStream {
+        file,
+        remaining: q.limit_bytes.unwrap_or(u64::MAX),
+        follow,
+        running: log.running,
+    };
     Response::builder()
         .header("content-type", "text/plain")
         .body(Body::from_stream(stream.into_stream()))
@@ -229,7 +246,9 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
-    let app = Router::new().route("/containerLogs/{ns}/{pod}/{container}", get(container_logs)).with_state(store);
+    let app = Router::new()
+        .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .with_state(store);
     tokio::spawn(async move {
         let mut shutdown = shutdown;
         loop {
@@ -241,7 +260,9 @@ pub async fn serve(
             let acceptor = acceptor.clone();
             let app = app.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let svc = hyper_util::service::TowerToHyperService::new(app);
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)

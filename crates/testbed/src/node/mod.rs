@@ -21,7 +21,10 @@ use std::{
 };
 
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::{coordination::v1::Lease, core::v1::{Node, Pod}};
+use k8s_openapi::api::{
+    coordination::v1::Lease,
+    core::v1::{Node, Pod},
+};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
@@ -35,6 +38,8 @@ use pod::{PodRunner, PodUpdate};
 
 /// Node annotation: when `"true"`, the node stops heartbeats and status reports (a partition).
 pub const LOST_ANNOTATION: &str = "testbed.omjob.dev/lost";
+/// Taint key of dedicated nodes (see [`SimNode::start_with`]).
+pub const DEDICATED_TAINT: &str = "testbed.omjob.dev/dedicated";
 /// Label on every simulated node.
 pub const NODE_LABEL: &str = "testbed.omjob.dev/simulated";
 
@@ -92,21 +97,67 @@ impl SimNode {
     ///
     /// # Errors
     /// When the certificate, the log endpoint or the registration fails.
-    pub async fn start(client: Client, name: &str, dir: PathBuf, pki: &Pki, mode: NodeMode) -> Result<Self, NodeError> {
+    pub async fn start(
+        client: Client,
+        name: &str,
+        dir: PathBuf,
+        pki: &Pki,
+        mode: NodeMode,
+    ) -> Result<Self, NodeError> {
+        Self::start_with(client, name, dir, pki, mode, false).await
+    }
+
+    /// Like [`SimNode::start`]; a `dedicated` node carries the `NoSchedule` taint
+    /// [`DEDICATED_TAINT`], so only pods that name it in `spec.nodeName` run there. Fault tests use
+    /// one so that losing it cannot disturb other tests' pods.
+    ///
+    /// # Errors
+    /// When the certificate, the log endpoint or the registration fails.
+    pub async fn start_with(
+        client: Client,
+        name: &str,
+        dir: PathBuf,
+        pki: &Pki,
+        mode: NodeMode,
+        dedicated: bool,
+    ) -> Result<Self, NodeError> {
         let cert = pki.serving_cert(name, &["localhost", name], &[IpAddr::V4(Ipv4Addr::LOCALHOST)])?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let store = logs::LogStore::default();
         let addr = logs::serve(store.clone(), &cert.cert_pem, &cert.key_pem, shutdown_rx.clone())
             .await
             .map_err(NodeError::Serve)?;
-        register(&client, name, addr.port()).await.map_err(|e| NodeError::Register(name.to_owned(), e))?;
+        register(&client, name, addr.port(), dedicated)
+            .await
+            .map_err(|e| NodeError::Register(name.to_owned(), e))?;
 
         let (reachable_tx, reachable) = watch::channel(true);
-        let shared = Arc::new(NodeShared { client: client.clone(), dir, rules: mode == NodeMode::Rules, logs: store, reachable });
-        tokio::spawn(heartbeat(client.clone(), name.to_owned(), addr.port(), shared.reachable.clone(), shutdown_rx.clone()));
-        tokio::spawn(watch_self(client.clone(), name.to_owned(), reachable_tx, shutdown_rx.clone()));
+        let shared = Arc::new(NodeShared {
+            client: client.clone(),
+            dir,
+            rules: mode == NodeMode::Rules,
+            logs: store,
+            reachable,
+        });
+        tokio::spawn(heartbeat(
+            client.clone(),
+            name.to_owned(),
+            addr.port(),
+            shared.reachable.clone(),
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(watch_self(
+            client.clone(),
+            name.to_owned(),
+            reachable_tx,
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(run_pods(shared, name.to_owned(), shutdown_rx));
-        Ok(Self { name: name.to_owned(), kubelet_port: addr.port(), shutdown })
+        Ok(Self {
+            name: name.to_owned(),
+            kubelet_port: addr.port(),
+            shutdown,
+        })
     }
 
     /// The Node's name.
@@ -133,9 +184,16 @@ impl Drop for SimNode {
 /// # Errors
 /// The API error of the patch.
 pub async fn set_lost(client: &Client, node: &str, lost: bool) -> Result<(), kube::Error> {
-    let value = if lost { json!("true") } else { serde_json::Value::Null };
+    let value = if lost {
+        json!("true")
+    } else {
+        serde_json::Value::Null
+    };
     let patch = json!({"metadata": {"annotations": {LOST_ANNOTATION: value}}});
-    Api::<Node>::all(client.clone()).patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+    Api::<Node>::all(client.clone())
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
 }
 
 /// Evicts a pod as node-pressure eviction would (phase Failed, reason Evicted).
@@ -152,9 +210,7 @@ pub async fn evict(client: &Client, namespace: &str, pod: &str, message: &str) -
 
 fn node_status(port: u16) -> serde_json::Value {
     let now = status::now();
-    let cond = |t: &str, s: &str, reason: &str| {
-        json!({"type": t, "status": s, "reason": reason, "lastHeartbeatTime": now, "lastTransitionTime": now})
-    };
+    let cond = |t: &str, s: &str, reason: &str| json!({"type": t, "status": s, "reason": reason, "lastHeartbeatTime": now, "lastTransitionTime": now});
     let capacity = json!({"cpu": "64", "memory": "256Gi", "pods": "10000", "ephemeral-storage": "1Ti"});
     json!({"status": {
         "capacity": capacity,
@@ -176,14 +232,20 @@ fn node_status(port: u16) -> serde_json::Value {
     }})
 }
 
-async fn register(client: &Client, name: &str, port: u16) -> Result<(), kube::Error> {
+async fn register(client: &Client, name: &str, port: u16, dedicated: bool) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
+    let taints = if dedicated {
+        json!([{"key": DEDICATED_TAINT, "value": name, "effect": "NoSchedule"}])
+    } else {
+        json!([])
+    };
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": {
             "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
             NODE_LABEL: "true"
         }},
+        "spec": {"taints": taints},
     }))
     .map_err(kube::Error::SerdeError)?;
     match nodes.create(&PostParams::default(), &node).await {
@@ -191,7 +253,9 @@ async fn register(client: &Client, name: &str, port: u16) -> Result<(), kube::Er
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e),
     }
-    nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(node_status(port))).await?;
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(node_status(port)))
+        .await?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let lease: Lease = serde_json::from_value(json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -207,7 +271,9 @@ async fn register(client: &Client, name: &str, port: u16) -> Result<(), kube::Er
 }
 
 fn micro_now() -> String {
-    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
 }
 
 /// Renews the Lease every second and the Ready condition every 5 s, while reachable.
@@ -231,11 +297,17 @@ async fn heartbeat(
             continue;
         }
         let renew = json!({"spec": {"renewTime": micro_now(), "holderIdentity": name}});
-        if let Err(e) = leases.patch(&name, &PatchParams::default(), &Patch::Merge(&renew)).await {
+        if let Err(e) = leases
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&renew))
+            .await
+        {
             tracing::debug!(node = %name, error = %e, "lease renewal failed");
         }
         if beats % 5 == 0 {
-            if let Err(e) = nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(node_status(port))).await {
+            if let Err(e) = nodes
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(node_status(port)))
+                .await
+            {
                 tracing::debug!(node = %name, error = %e, "node status update failed");
             }
         }
@@ -244,7 +316,12 @@ async fn heartbeat(
 }
 
 /// Follows the node's own object for the lost annotation.
-async fn watch_self(client: Client, name: String, reachable: watch::Sender<bool>, mut shutdown: watch::Receiver<bool>) {
+async fn watch_self(
+    client: Client,
+    name: String,
+    reachable: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let nodes: Api<Node> = Api::all(client);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let stream = watcher(nodes, cfg).default_backoff().applied_objects();
@@ -256,7 +333,12 @@ async fn watch_self(client: Client, name: String, reachable: watch::Sender<bool>
         };
         match next {
             Ok(Some(node)) => {
-                let lost = node.metadata.annotations.as_ref().and_then(|a| a.get(LOST_ANNOTATION)).is_some_and(|v| v == "true");
+                let lost = node
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(LOST_ANNOTATION))
+                    .is_some_and(|v| v == "true");
                 reachable.send_if_modified(|r| {
                     let changed = *r == lost;
                     *r = !lost;
@@ -291,7 +373,9 @@ async fn run_pods(shared: Arc<NodeShared>, name: String, mut shutdown: watch::Re
         };
         match event {
             watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
-                let Some(uid) = pod.metadata.uid.clone() else { continue };
+                let Some(uid) = pod.metadata.uid.clone() else {
+                    continue;
+                };
                 runners.retain(|_, tx| !tx.is_closed());
                 if let Some(tx) = runners.get(&uid) {
                     let _ = tx.send(PodUpdate::Present(Arc::new(pod)));

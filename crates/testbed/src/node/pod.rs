@@ -90,11 +90,21 @@ fn interrupt_of(update: &PodUpdate) -> Option<Interrupt> {
         PodUpdate::Present(pod) => {
             if pod.metadata.deletion_timestamp.is_some() {
                 let secs = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0);
-                return Some(Interrupt::Delete { grace: Duration::from_secs(u64::try_from(secs).unwrap_or(0)) });
+                return Some(Interrupt::Delete {
+                    grace: Duration::from_secs(u64::try_from(secs).unwrap_or(0)),
+                });
             }
-            let evict = pod.metadata.annotations.as_ref().and_then(|a| a.get(EVICT_ANNOTATION));
+            let evict = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(EVICT_ANNOTATION));
             evict.map(|m| Interrupt::Evict {
-                message: if m.is_empty() { "The node was low on resource: memory.".to_owned() } else { m.clone() },
+                message: if m.is_empty() {
+                    "The node was low on resource: memory.".to_owned()
+                } else {
+                    m.clone()
+                },
             })
         }
     }
@@ -106,7 +116,15 @@ impl PodRunner {
         let name = pod.metadata.name.clone()?;
         let uid = pod.metadata.uid.clone()?;
         let api = kube::Api::namespaced(node.client.clone(), &ns);
-        Some(Self { node, updates, ns, name, uid, start_time: status::now(), api })
+        Some(Self {
+            node,
+            updates,
+            ns,
+            name,
+            uid,
+            start_time: status::now(),
+            api,
+        })
     }
 
     fn pod(&self) -> Option<Arc<Pod>> {
@@ -117,14 +135,21 @@ impl PodRunner {
     }
 
     fn pod_dir(&self) -> std::path::PathBuf {
-        self.node.dir.join("pods").join(format!("{}_{}_{}", self.ns, self.name, self.uid))
+        self.node
+            .dir
+            .join("pods")
+            .join(format!("{}_{}_{}", self.ns, self.name, self.uid))
     }
 
     /// Runs the pod to its end. Never returns an error: problems are reported on the pod.
     pub(super) async fn run(mut self) {
         let Some(pod) = self.pod() else { return };
         // A pod that already ended (the node restarted) only needs its final delete.
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
         if phase == "Succeeded" || phase == "Failed" {
             self.await_delete().await;
             return;
@@ -142,7 +167,11 @@ impl PodRunner {
         // A lost node is partitioned: it keeps running pods but cannot tell anyone.
         self.node.wait_reachable().await;
         let body = serde_json::json!({"status": status::render(pod, containers)});
-        if let Err(e) = self.api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&body)).await {
+        if let Err(e) = self
+            .api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
             tracing::debug!(pod = %self.name, error = %e, "status update failed");
         }
     }
@@ -167,7 +196,10 @@ impl PodRunner {
         self.node.wait_reachable().await;
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
             ..DeleteParams::default()
         };
         if let Err(e) = self.api.delete(&self.name, &dp).await {
@@ -176,15 +208,26 @@ impl PodRunner {
     }
 
     fn pod_report(&self, phase: &str) -> PodReport {
-        PodReport { phase: phase.to_owned(), start_time: self.start_time.clone(), ..PodReport::default() }
+        PodReport {
+            phase: phase.to_owned(),
+            start_time: self.start_time.clone(),
+            ..PodReport::default()
+        }
     }
 
     async fn run_by_rule(&mut self, pod: &Pod) {
         let ann = pod.metadata.annotations.clone().unwrap_or_default();
         let exit_code: i32 = ann.get(RULE_EXIT_CODE).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let run_for: f64 = ann.get(RULE_RUN_SECONDS).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let run_for: f64 = ann
+            .get(RULE_RUN_SECONDS)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
         let oom = ann.get(RULE_OOM).is_some_and(|v| v == "true");
-        let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
         let started_at = status::now();
         if let Some(text) = ann.get(RULE_LOG) {
             let dir = self.pod_dir();
@@ -193,7 +236,16 @@ impl PodRunner {
                 let path = dir.join(format!("{}.log", c.name));
                 let _ = std::fs::write(&path, text);
                 let (_tx, rx) = watch::channel(false);
-                self.node.logs.set(&self.ns, &self.name, &c.name, ContainerLog { path, previous: None, running: rx });
+                self.node.logs.set(
+                    &self.ns,
+                    &self.name,
+                    &c.name,
+                    ContainerLog {
+                        path,
+                        previous: None,
+                        running: rx,
+                    },
+                );
             }
         }
         let report = |state: &ContainerState| -> Vec<ContainerReport> {
@@ -209,8 +261,13 @@ impl PodRunner {
                 .collect()
         };
         if run_for > 0.0 {
-            self.report(&self.pod_report("Running"), &report(&ContainerState::Running { started_at: started_at.clone() }))
-                .await;
+            self.report(
+                &self.pod_report("Running"),
+                &report(&ContainerState::Running {
+                    started_at: started_at.clone(),
+                }),
+            )
+            .await;
             let sleep = tokio::time::sleep(Duration::from_secs_f64(run_for));
             tokio::pin!(sleep);
             loop {
@@ -233,10 +290,15 @@ impl PodRunner {
             (false, 0) => (0, "Completed"),
             (false, c) => (c, "Error"),
         };
-        let terminated =
-            ContainerState::Terminated { exit_code: code, reason: reason.to_owned(), started_at, finished_at: status::now() };
+        let terminated = ContainerState::Terminated {
+            exit_code: code,
+            reason: reason.to_owned(),
+            started_at,
+            finished_at: status::now(),
+        };
         let reports = report(&terminated);
-        self.report(&self.pod_report(status::final_phase(&reports)), &reports).await;
+        self.report(&self.pod_report(status::final_phase(&reports)), &reports)
+            .await;
         self.await_delete().await;
     }
 
@@ -250,7 +312,10 @@ impl PodRunner {
                 report: ContainerReport {
                     name: c.name.clone(),
                     image: c.image.clone().unwrap_or_default(),
-                    state: ContainerState::Waiting { reason: "ContainerCreating".into(), message: String::new() },
+                    state: ContainerState::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: String::new(),
+                    },
                     last_state: None,
                     restart_count: 0,
                 },
@@ -262,13 +327,18 @@ impl PodRunner {
 
         // Image pull and configuration errors keep the pod Pending, retried like the kubelet does,
         // until the pod is deleted.
-        if let Some(bad) = slots.iter().find(|s| s.report.image.contains(UNPULLABLE_IMAGE_MARKER)) {
+        if let Some(bad) = slots
+            .iter()
+            .find(|s| s.report.image.contains(UNPULLABLE_IMAGE_MARKER))
+        {
             let image = bad.report.image.clone();
             for (i, reason) in ["ErrImagePull", "ImagePullBackOff"].iter().enumerate() {
                 for s in &mut slots {
                     s.report.state = ContainerState::Waiting {
                         reason: (*reason).to_owned(),
-                        message: format!("Back-off pulling image \"{image}\" (the testbed treats it as unpullable)"),
+                        message: format!(
+                            "Back-off pulling image \"{image}\" (the testbed treats it as unpullable)"
+                        ),
                     };
                 }
                 self.report(&self.pod_report("Pending"), &reports(&slots)).await;
@@ -291,8 +361,10 @@ impl PodRunner {
             }
             let Some(e) = failure else { break };
             for s in &mut slots {
-                s.report.state =
-                    ContainerState::Waiting { reason: "CreateContainerConfigError".into(), message: e.to_string() };
+                s.report.state = ContainerState::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: e.to_string(),
+                };
             }
             self.report(&self.pod_report("Pending"), &reports(&slots)).await;
             if self.wait_interrupt(Some(Duration::from_secs(2))).await.is_some() {
@@ -313,7 +385,10 @@ impl PodRunner {
         }
         self.report(&self.pod_report("Running"), &reports(&slots)).await;
 
-        let deadline = spec.active_deadline_seconds.and_then(|s| u64::try_from(s).ok()).map(Duration::from_secs);
+        let deadline = spec
+            .active_deadline_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map(Duration::from_secs);
         let deadline_sleep = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(u64::from(u32::MAX))));
         tokio::pin!(deadline_sleep);
         let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
@@ -355,20 +430,32 @@ impl PodRunner {
 
         match interrupt {
             None => {
-                self.report(&self.pod_report(status::final_phase(&reports(&slots))), &reports(&slots)).await;
+                self.report(
+                    &self.pod_report(status::final_phase(&reports(&slots))),
+                    &reports(&slots),
+                )
+                .await;
                 self.await_delete().await;
             }
             Some(Interrupt::Gone) => kill_all(&slots, Signal::SIGKILL),
             Some(Interrupt::Evict { message }) => {
                 kill_all(&slots, Signal::SIGKILL);
                 drain(&mut slots, &mut exits).await;
-                let report = PodReport { reason: Some("Evicted".into()), message: Some(message), ..self.pod_report("Failed") };
+                let report = PodReport {
+                    reason: Some("Evicted".into()),
+                    message: Some(message),
+                    ..self.pod_report("Failed")
+                };
                 self.report(&report, &reports(&slots)).await;
                 self.await_delete().await;
             }
             Some(Interrupt::Deadline) => {
-                let grace = spec.termination_grace_period_seconds.and_then(|g| u64::try_from(g).ok()).unwrap_or(30);
-                self.stop_gracefully(&mut slots, &mut exits, Duration::from_secs(grace), false).await;
+                let grace = spec
+                    .termination_grace_period_seconds
+                    .and_then(|g| u64::try_from(g).ok())
+                    .unwrap_or(30);
+                self.stop_gracefully(&mut slots, &mut exits, Duration::from_secs(grace), false)
+                    .await;
                 let report = PodReport {
                     reason: Some("DeadlineExceeded".into()),
                     message: Some("Pod was active on the node longer than the specified deadline".into()),
@@ -379,7 +466,11 @@ impl PodRunner {
             }
             Some(Interrupt::Delete { grace }) => {
                 self.stop_gracefully(&mut slots, &mut exits, grace, true).await;
-                self.report(&self.pod_report(status::final_phase(&reports(&slots))), &reports(&slots)).await;
+                self.report(
+                    &self.pod_report(status::final_phase(&reports(&slots))),
+                    &reports(&slots),
+                )
+                .await;
                 self.final_delete().await;
             }
         }
@@ -430,7 +521,10 @@ impl PodRunner {
         match (limit, procs::spawn(&argv, &slot.env, dir, &log_path)) {
             (Some(Err(e)), Ok(spawned)) => {
                 procs::signal_group(spawned.pgid, Signal::SIGKILL);
-                slot.report.state = ContainerState::Waiting { reason: "CreateContainerError".into(), message: e.to_string() };
+                slot.report.state = ContainerState::Waiting {
+                    reason: "CreateContainerError".into(),
+                    message: e.to_string(),
+                };
                 None
             }
             (_, Err(e)) => {
@@ -450,13 +544,24 @@ impl PodRunner {
                     &self.ns,
                     &self.name,
                     &slot.spec.name,
-                    ContainerLog { path: log_path, previous: slot.previous_log.clone(), running: running_rx.clone() },
+                    ContainerLog {
+                        path: log_path,
+                        previous: slot.previous_log.clone(),
+                        running: running_rx.clone(),
+                    },
                 );
                 if let Some(Ok(limit)) = limit {
                     tokio::spawn(enforce_memory(spawned.pgid, limit, oom.clone(), running_rx));
                 }
-                slot.report.state = ContainerState::Running { started_at: started_at.clone() };
-                slot.running = Some(Running { pgid: spawned.pgid, oom, running_tx, started_at });
+                slot.report.state = ContainerState::Running {
+                    started_at: started_at.clone(),
+                };
+                slot.running = Some(Running {
+                    pgid: spawned.pgid,
+                    oom,
+                    running_tx,
+                    started_at,
+                });
                 Some(Box::pin(async move {
                     let code = match spawned.exit.await {
                         Ok(Ok(status)) => procs::exit_code(&status),
@@ -480,7 +585,16 @@ impl PodRunner {
         if hooks {
             let dir = self.pod_dir();
             let runs = slots.iter().filter(|s| s.running.is_some()).filter_map(|s| {
-                let cmd = s.spec.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.as_ref()?.command.clone()?;
+                let cmd = s
+                    .spec
+                    .lifecycle
+                    .as_ref()?
+                    .pre_stop
+                    .as_ref()?
+                    .exec
+                    .as_ref()?
+                    .command
+                    .clone()?;
                 let argv: Vec<String> = cmd.iter().map(|a| env::expand(a, &s.env)).collect();
                 let log = dir.join(format!("{}-prestop.log", s.spec.name));
                 let env = s.env.clone();
@@ -545,7 +659,10 @@ fn kill_all(slots: &[Slot], signal: Signal) {
     }
 }
 
-async fn drain(slots: &mut [Slot], exits: &mut FuturesUnordered<futures::future::BoxFuture<'static, (usize, i32)>>) {
+async fn drain(
+    slots: &mut [Slot],
+    exits: &mut FuturesUnordered<futures::future::BoxFuture<'static, (usize, i32)>>,
+) {
     while let Some((i, code)) = exits.next().await {
         finish(&mut slots[i], code);
     }
@@ -553,14 +670,21 @@ async fn drain(slots: &mut [Slot], exits: &mut FuturesUnordered<futures::future:
 
 /// Kills the container's process group when its resident memory exceeds `limit`, as the kernel's
 /// cgroup OOM killer would. Sampling every 50 ms misses only allocations that come and go faster.
-async fn enforce_memory(pgid: nix::unistd::Pid, limit: u64, oom: Arc<AtomicBool>, mut running: watch::Receiver<bool>) {
+async fn enforce_memory(
+    pgid: nix::unistd::Pid,
+    limit: u64,
+    oom: Arc<AtomicBool>,
+    mut running: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             r = running.changed() => if r.is_err() || !*running.borrow() { return },
         }
-        let rss = tokio::task::spawn_blocking(move || procs::group_rss(pgid)).await.unwrap_or(0);
+        let rss = tokio::task::spawn_blocking(move || procs::group_rss(pgid))
+            .await
+            .unwrap_or(0);
         if rss > limit {
             oom.store(true, Ordering::SeqCst);
             procs::signal_group(pgid, Signal::SIGKILL);

@@ -30,7 +30,12 @@ pub struct Spawned {
 ///
 /// # Errors
 /// When the log cannot be opened or the program cannot be started.
-pub fn spawn(argv: &[String], env: &BTreeMap<String, String>, workdir: &Path, log: &Path) -> std::io::Result<Spawned> {
+pub fn spawn(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    workdir: &Path,
+    log: &Path,
+) -> std::io::Result<Spawned> {
     let Some((program, args)) = argv.split_first() else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -42,7 +47,10 @@ pub fn spawn(argv: &[String], env: &BTreeMap<String, String>, workdir: &Path, lo
     let mut cmd = process::guarded_command(Path::new(program));
     cmd.args(args)
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
         .env("HOME", workdir)
         .env("LANG", "C.UTF-8")
         .envs(env)
@@ -61,7 +69,10 @@ pub fn spawn(argv: &[String], env: &BTreeMap<String, String>, workdir: &Path, lo
 /// The exit code Kubernetes reports: the code, or 128 + signal for a killed process.
 #[must_use]
 pub fn exit_code(status: &ExitStatus) -> i32 {
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(128)
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(128)
 }
 
 /// Sends `signal` to every process in the group; a group that is already gone is not an error.
@@ -72,22 +83,39 @@ pub fn signal_group(pgid: Pid, signal: Signal) {
 /// Resident memory of every process in group `pgid`, in bytes (from `/proc`).
 #[must_use]
 pub fn group_rss(pgid: Pid) -> u64 {
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096);
     let page = u64::try_from(page).unwrap_or(4096);
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     let mut total = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // Fields after the command name (which may hold spaces and parentheses): state ppid pgrp.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let pgrp = rest.split_whitespace().nth(2).and_then(|p| p.parse::<i32>().ok());
         if pgrp != Some(pgid.as_raw()) {
             continue;
         }
-        let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else { continue };
-        let resident: u64 = statm.split_whitespace().nth(1).and_then(|r| r.parse().ok()).unwrap_or(0);
+        let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
+            continue;
+        };
+        let resident: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
         total += resident * page;
     }
     total

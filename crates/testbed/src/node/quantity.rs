@@ -13,7 +13,9 @@ pub struct QuantityError(pub String);
 pub fn parse(text: &str) -> Result<f64, QuantityError> {
     let t = text.trim();
     let err = || QuantityError(text.to_owned());
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(t.len());
     let (num, suffix) = t.split_at(split);
     if num.is_empty() {
         return Err(err());
@@ -41,7 +43,11 @@ pub fn parse(text: &str) -> Result<f64, QuantityError> {
         _ => return Err(err()),
     };
     let v = value * factor;
-    if v.is_finite() && v >= 0.0 { Ok(v) } else { Err(err()) }
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(err())
+    }
 }
 
 /// A memory quantity in whole bytes, rounded up like the kubelet does.

@@ -48,7 +48,12 @@ impl ContainerState {
         match self {
             Self::Waiting { reason, message } => json!({"waiting": {"reason": reason, "message": message}}),
             Self::Running { started_at } => json!({"running": {"startedAt": started_at}}),
-            Self::Terminated { exit_code, reason, started_at, finished_at } => json!({"terminated": {
+            Self::Terminated {
+                exit_code,
+                reason,
+                started_at,
+                finished_at,
+            } => json!({"terminated": {
                 "exitCode": exit_code, "reason": reason, "startedAt": started_at, "finishedAt": finished_at
             }}),
         }
@@ -101,8 +106,15 @@ fn condition(kind: &str, ok: bool, now: &str, reason: Option<&str>) -> Value {
 #[must_use]
 pub fn render(pod: &PodReport, containers: &[ContainerReport]) -> Value {
     let now = now();
-    let all_running = !containers.is_empty() && containers.iter().all(|c| matches!(c.state, ContainerState::Running { .. }));
-    let not_ready_reason = if pod.phase == "Succeeded" || pod.phase == "Failed" { "PodCompleted" } else { "ContainersNotReady" };
+    let all_running = !containers.is_empty()
+        && containers
+            .iter()
+            .all(|c| matches!(c.state, ContainerState::Running { .. }));
+    let not_ready_reason = if pod.phase == "Succeeded" || pod.phase == "Failed" {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
     let ready_reason = (!all_running).then_some(not_ready_reason);
     let statuses: Vec<Value> = containers
         .iter()
@@ -146,7 +158,9 @@ pub fn render(pod: &PodReport, containers: &[ContainerReport]) -> Value {
 /// Phase of a pod whose containers all ended, under restart policy `Never`.
 #[must_use]
 pub fn final_phase(containers: &[ContainerReport]) -> &'static str {
-    let failed = containers.iter().any(|c| matches!(c.state, ContainerState::Terminated { exit_code, .. } if exit_code != 0));
+    let failed = containers
+        .iter()
+        .any(|c| matches!(c.state, ContainerState::Terminated { exit_code, .. } if exit_code != 0));
     if failed { "Failed" } else { "Succeeded" }
 }
 
@@ -160,7 +174,11 @@ mod tests {
             image: "busybox".into(),
             state: ContainerState::Terminated {
                 exit_code: code,
-                reason: if code == 0 { "Completed".into() } else { "Error".into() },
+                reason: if code == 0 {
+                    "Completed".into()
+                } else {
+                    "Error".into()
+                },
                 started_at: "2026-01-01T00:00:00Z".into(),
                 finished_at: "2026-01-01T00:00:01Z".into(),
             },
@@ -178,7 +196,11 @@ mod tests {
     #[test]
     fn terminated_status_carries_exit_code_reason_and_times() {
         let s = render(
-            &PodReport { phase: "Failed".into(), start_time: "2026-01-01T00:00:00Z".into(), ..Default::default() },
+            &PodReport {
+                phase: "Failed".into(),
+                start_time: "2026-01-01T00:00:00Z".into(),
+                ..Default::default()
+            },
             &[term(137)],
         );
         let t = &s["containerStatuses"][0]["state"]["terminated"];
