@@ -4,6 +4,10 @@
 //! Each `#[tokio::test]` has its own runtime, which ends with the test, while the testbed's nodes
 //! must keep running for the whole binary. The shared testbed therefore lives on a background
 //! thread with its own runtime, and tests build their own clients ([`SharedTestbed::client`]).
+//!
+//! Fixtures fail the test that uses them when the testbed is broken, so panicking (with the
+//! reason) is their contract, as for any test helper.
+#![allow(clippy::panic, clippy::expect_used)]
 
 use std::{
     path::{Path, PathBuf},

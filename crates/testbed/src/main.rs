@@ -79,7 +79,9 @@ struct RunArgs {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+            // The readiness probe's expected 500s while the API server boots are not news.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn,kube_client=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -134,14 +136,14 @@ fn up(args: &RunArgs) -> anyhow::Result<()> {
     Binaries::ensure_installed()?;
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = std::fs::canonicalize(&args.dir)?;
-    if let Some(pid) = read_pid(&dir) {
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            bail!(
-                "a testbed already runs in {} (pid {pid}); run `testbed down --dir {}` first",
-                dir.display(),
-                dir.display()
-            );
-        }
+    if let Some(pid) = read_pid(&dir)
+        && Path::new(&format!("/proc/{pid}")).exists()
+    {
+        bail!(
+            "a testbed already runs in {} (pid {pid}); run `testbed down --dir {}` first",
+            dir.display(),
+            dir.display()
+        );
     }
     let ready = dir.join("ready");
     let failed = dir.join("failed");

@@ -36,10 +36,13 @@ pub struct ContainerLog {
     pub running: watch::Receiver<bool>,
 }
 
+/// The containers' logs of one pod, by container name.
+type PodLogs = HashMap<String, ContainerLog>;
+
 /// Log files of the pods on one node, keyed by namespace and pod name.
 #[derive(Debug, Clone, Default)]
 pub struct LogStore {
-    inner: Arc<RwLock<HashMap<(String, String), HashMap<String, ContainerLog>>>>,
+    inner: Arc<RwLock<HashMap<(String, String), PodLogs>>>,
 }
 
 impl LogStore {

@@ -303,13 +303,12 @@ async fn heartbeat(
         {
             tracing::debug!(node = %name, error = %e, "lease renewal failed");
         }
-        if beats % 5 == 0 {
-            if let Err(e) = nodes
+        if beats.is_multiple_of(5)
+            && let Err(e) = nodes
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(node_status(port)))
                 .await
-            {
-                tracing::debug!(node = %name, error = %e, "node status update failed");
-            }
+        {
+            tracing::debug!(node = %name, error = %e, "node status update failed");
         }
         beats += 1;
     }

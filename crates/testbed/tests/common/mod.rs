@@ -1,5 +1,6 @@
 //! Helpers shared by the testbed's integration tests.
-#![allow(dead_code)]
+// Test helpers: panicking with a reason is how they fail the test.
+#![allow(dead_code, clippy::panic, clippy::expect_used)]
 
 use std::time::Duration;
 
