@@ -1,0 +1,46 @@
+//! OMJob and CronOMJob custom resource types and the naming rules shared by every component.
+//!
+//! This crate is the wire contract of the project: the custom resources that OpenMetadata's
+//! server writes (`pipelines.openmetadata.org/v1`), the phases an OMJob moves through, the label
+//! keys and the name rules that make pods and spawned OMJobs deterministic. It does no IO.
+//!
+//! | Module | Concept |
+//! |---|---|
+//! | [`omjob`] | the `OMJob` resource: a main pod, then an exit-handler pod |
+//! | [`cronomjob`] | the `CronOMJob` resource: OMJobs on a schedule |
+//! | [`pod_template`] | the pod template both resources embed |
+//! | [`phase`] | the OMJob state machine's phases and allowed moves |
+//! | [`labels`] | label keys and values, and label-value sanitising |
+//! | [`names`] | deterministic names of pods and spawned OMJobs |
+//! | [`env`] | env-var names and placeholders of the OpenMetadata contract |
+//! | [`crds`] | the CustomResourceDefinitions rendered as YAML |
+//!
+//! Fields that OpenMetadata's Java operator does not know are marked *additive* in their docs.
+//! They are all optional, and leaving them out gives the Java operator's behaviour.
+
+// The API crate is the wire contract: every public item says what it means.
+#![warn(missing_docs)]
+
+pub mod crds;
+pub mod cronomjob;
+pub mod env;
+pub mod labels;
+pub mod names;
+pub mod omjob;
+pub mod phase;
+pub mod pod_template;
+mod schema;
+
+pub use crds::{CrdRenderError, render_yaml};
+pub use cronomjob::{ActiveOMJobRef, ConcurrencyPolicy, CronOMJob, CronOMJobSpec, CronOMJobStatus};
+pub use names::NameError;
+pub use omjob::{Condition, ConditionStatus, OMJob, OMJobSpec, OMJobStatus};
+pub use phase::{ParsePhaseError, Phase};
+pub use pod_template::PodTemplate;
+
+/// The API group of both custom resources.
+pub const GROUP: &str = "pipelines.openmetadata.org";
+/// The API version of both custom resources.
+pub const VERSION: &str = "v1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "pipelines.openmetadata.org/v1";
