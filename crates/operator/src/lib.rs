@@ -1,0 +1,15 @@
+//! omjob-operator: the controller manager for OMJob and CronOMJob, a drop-in replacement for
+//! OpenMetadata's Java OMJob operator.
+//!
+//! This library holds the process-level plumbing the controllers run inside: configuration from
+//! the Java operator's environment variables, metrics, the health/readiness HTTP endpoints,
+//! structured logging, Lease-based leader election and an injectable clock. The binary
+//! (`main.rs`) wires them together.
+
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod omjob;
+pub mod telemetry;

@@ -1,0 +1,641 @@
+//! The OMJob state machine as a pure function: from the OMJob, its pods, their nodes and the time,
+//! decide the next status and the actions that move the run forward.
+//!
+//! # Guarantees
+//! The exit handler runs exactly once per OMJob that has an `exitHandlerSpec`, whatever ended the
+//! main stage, because:
+//! - every fact needed to resume lives in `status` (reason, exit code, attempt number), never only
+//!   in memory, and the decision is recomputed from scratch on each pass;
+//! - pod names are deterministic (`<omjob>-main`, `<omjob>-exit`, `<omjob>-exit-<n>`) so a create
+//!   repeated after a crash finds the existing pod instead of starting a second one;
+//! - a new exit-handler attempt is recorded in `status` *before* its pod is created, and a further
+//!   attempt is made only after the previous pod was seen lost (deleted, evicted, or on a lost node)
+//!   before it finished, at most `max_exit_attempts` times.
+
+use std::time::Duration;
+
+use k8s_openapi::{
+    api::core::v1::Pod,
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::{SignedDuration, Timestamp},
+};
+use omjob_api::{Condition, ConditionStatus, OMJob, OMJobStatus, Phase, names};
+
+use super::outcome::{self, Termination};
+
+/// Annotation that skips the exit handler when the OMJob is deleted (a hard kill).
+pub const SKIP_EXIT_HANDLER_ANNOTATION: &str = "omjob.pipelines.openmetadata.org/skip-exit-handler";
+/// Condition type: the main stage has ended.
+pub const CONDITION_MAIN_FINISHED: &str = "MainStageFinished";
+/// Condition type: the exit handler has ended.
+pub const CONDITION_EXIT_FINISHED: &str = "ExitHandlerFinished";
+
+/// Operator-wide settings that the decision depends on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a main pod may stay Pending when the OMJob does not say.
+    pub pending_timeout: Duration,
+    /// How long a pod's node may be not-Ready before the pod counts as lost.
+    pub node_lost_grace: Duration,
+    /// At most this many exit-handler pods per OMJob.
+    pub max_exit_attempts: i32,
+    /// Requeue of a non-terminal OMJob when nothing else is due (pods are watched; this is a safety net).
+    pub safety_requeue: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            pending_timeout: Duration::from_secs(600),
+            node_lost_grace: Duration::from_secs(60),
+            max_exit_attempts: 3,
+            safety_requeue: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the reconciler saw.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    /// The OMJob.
+    pub omjob: &'a OMJob,
+    /// Its main pod, if it exists (found by name, owned by this OMJob).
+    pub main: Option<&'a Pod>,
+    /// The exit pod of the current attempt, if it exists.
+    pub exit: Option<&'a Pod>,
+    /// Since when the main pod's node has not been Ready.
+    pub main_node_down_since: Option<Timestamp>,
+    /// Since when the exit pod's node has not been Ready.
+    pub exit_node_down_since: Option<Timestamp>,
+    /// Why creating the main pod was refused (a permanent API error), if it was.
+    pub main_create_error: Option<String>,
+    /// Why creating the exit pod was refused, if it was.
+    pub exit_create_error: Option<String>,
+    /// The current time.
+    pub now: Timestamp,
+}
+
+/// A change to make in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Add the exit-handler finalizer to the OMJob.
+    AddFinalizer,
+    /// Remove it: nothing is left to guarantee.
+    RemoveFinalizer,
+    /// Create the main pod.
+    CreateMain,
+    /// Delete the main pod (deadline, start timeout, lost node, OMJob deleted).
+    DeleteMain {
+        /// Delete with grace period 0 (the node does not answer).
+        force: bool,
+    },
+    /// Create the exit pod of attempt `attempt`.
+    CreateExit {
+        /// 1-based attempt.
+        attempt: i32,
+    },
+    /// Delete an exit pod that was given up on.
+    DeleteExit {
+        /// Its name.
+        name: String,
+    },
+    /// Delete the OMJob's pods: `ttlSecondsAfterFinished` passed.
+    CleanupPods,
+}
+
+/// A Kubernetes Event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventNote {
+    /// Reason (the Java operator's, where one exists).
+    pub reason: &'static str,
+    /// Message.
+    pub note: String,
+    /// Warning rather than Normal.
+    pub warning: bool,
+}
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The status to record.
+    pub status: OMJobStatus,
+    /// Changes to make, in order.
+    pub actions: Vec<Action>,
+    /// When to look again, if nothing else triggers a reconcile.
+    pub requeue: Option<Duration>,
+    /// Events for the transitions made.
+    pub events: Vec<EventNote>,
+}
+
+/// The deterministic name of exit-handler attempt `attempt` (1-based). Attempt 1 keeps the Java
+/// operator's `<omjob>-exit`.
+#[must_use]
+pub fn exit_pod_name(omjob: &str, attempt: i32) -> String {
+    if attempt <= 1 {
+        names::exit_pod_name(omjob)
+    } else {
+        format!("{}-{attempt}", names::exit_pod_name(omjob))
+    }
+}
+
+/// The OMJob's finalizer.
+pub const FINALIZER: &str = "pipelines.openmetadata.org/exit-handler";
+
+fn has_finalizer(omjob: &OMJob) -> bool {
+    omjob
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+}
+
+fn code_text(code: Option<i32>) -> String {
+    code.map_or_else(|| "unknown".to_owned(), |c| c.to_string())
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+/// Time left until `at` (zero if past).
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+struct Builder<'a> {
+    obs: &'a Observation<'a>,
+    settings: &'a Settings,
+    status: OMJobStatus,
+    actions: Vec<Action>,
+    events: Vec<EventNote>,
+    wake: Vec<Timestamp>,
+}
+
+impl Builder<'_> {
+    fn phase(&self) -> Phase {
+        self.status.phase.unwrap_or(Phase::Pending)
+    }
+
+    fn event(&mut self, reason: &'static str, note: String, warning: bool) {
+        self.events.push(EventNote {
+            reason,
+            note,
+            warning,
+        });
+    }
+
+    fn deleting(&self) -> bool {
+        self.obs.omjob.metadata.deletion_timestamp.is_some()
+    }
+
+    fn skip_exit_handler(&self) -> bool {
+        self.deleting()
+            && self
+                .obs
+                .omjob
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SKIP_EXIT_HANDLER_ANNOTATION))
+                .is_some_and(|v| v == "true")
+    }
+
+    fn finish(&mut self, phase: Phase, message: String) {
+        self.status.phase = Some(phase);
+        self.status.message = Some(message);
+        if self.status.completion_time.is_none() {
+            self.status.completion_time = Some(Time(self.obs.now));
+        }
+    }
+
+    fn node_lost(&mut self, down_since: Option<Timestamp>) -> bool {
+        let Some(since) = down_since else { return false };
+        let at = since + signed(self.settings.node_lost_grace);
+        if at <= self.obs.now {
+            return true;
+        }
+        self.wake.push(at);
+        false
+    }
+
+    fn pending_too_long(&mut self, pod: &Pod, timeout: Duration) -> bool {
+        if !outcome::is_pending(pod) {
+            return false;
+        }
+        let Some(created) = outcome::created_at(pod) else {
+            return false;
+        };
+        let at = created + signed(timeout);
+        if at <= self.obs.now {
+            return true;
+        }
+        self.wake.push(at);
+        false
+    }
+
+    /// The main stage is over: record why and move on to the exit handler.
+    fn main_ended(&mut self, termination: Termination, exit_code: Option<i32>, message: Option<String>) {
+        let obs = self.obs;
+        self.status.reason = Some(termination.as_str().to_owned());
+        self.status.main_pod_exit_code = exit_code;
+        let text = message.unwrap_or_else(|| match termination {
+            Termination::Completed | Termination::Error | Termination::OomKilled => {
+                format!("Main pod completed with exit code: {}", code_text(exit_code))
+            }
+            other => format!(
+                "Main stage ended: {} (exit code: {})",
+                other.as_str(),
+                code_text(exit_code)
+            ),
+        });
+        let ok = termination == Termination::Completed && exit_code == Some(0);
+        self.event("MainPodCompleted", text.clone(), !ok);
+        if obs.omjob.spec.exit_handler_spec.is_none() {
+            let phase = if ok { Phase::Succeeded } else { Phase::Failed };
+            self.finish(phase, format!("{text}; no exit handler configured"));
+            return;
+        }
+        if self.skip_exit_handler() {
+            self.finish(
+                Phase::Failed,
+                format!("{text}; exit handler skipped ({SKIP_EXIT_HANDLER_ANNOTATION})"),
+            );
+            return;
+        }
+        self.status.phase = Some(Phase::ExitHandlerRunning);
+        self.status.message = Some(text);
+        self.status.exit_handler_attempts = Some(1);
+        self.exit_stage();
+    }
+
+    fn pending(&mut self) {
+        let obs = self.obs;
+        if let Some(main) = obs.main {
+            self.status.phase = Some(Phase::Running);
+            self.status.main_pod_name = main.metadata.name.clone();
+            self.status.message = Some("Main pod found".to_owned());
+            self.running();
+            return;
+        }
+        if self.deleting() {
+            self.main_ended(
+                Termination::Deleted,
+                None,
+                Some("OMJob deleted before its main pod started".into()),
+            );
+            return;
+        }
+        if let Some(err) = &obs.main_create_error {
+            self.main_ended(
+                Termination::CreateFailed,
+                None,
+                Some(format!("Failed to create main pod: {err}")),
+            );
+            return;
+        }
+        self.actions.push(Action::CreateMain);
+    }
+
+    fn running(&mut self) {
+        let obs = self.obs;
+        let Some(main) = obs.main else {
+            self.main_ended(
+                Termination::PodDeleted,
+                None,
+                Some("Main pod was deleted before it finished".into()),
+            );
+            return;
+        };
+        if self.status.main_pod_name.is_none() {
+            self.status.main_pod_name = main.metadata.name.clone();
+        }
+        let being_deleted = main.metadata.deletion_timestamp.is_some();
+        if let Some(f) = outcome::finished(main) {
+            // A pod someone else deleted also ends Failed (SIGTERM); the deletion is the reason.
+            let termination = if being_deleted && f.termination == Termination::Error {
+                Termination::PodDeleted
+            } else {
+                f.termination
+            };
+            self.main_ended(termination, f.exit_code, None);
+            return;
+        }
+        if self.deleting() {
+            self.actions.push(Action::DeleteMain { force: false });
+            self.main_ended(
+                Termination::Deleted,
+                None,
+                Some("OMJob deleted while its main pod was running".into()),
+            );
+            return;
+        }
+        if self.node_lost(obs.main_node_down_since) {
+            let node = outcome::node_name(main).unwrap_or("?").to_owned();
+            self.actions.push(Action::DeleteMain { force: true });
+            self.main_ended(
+                Termination::NodeLost,
+                None,
+                Some(format!("Node {node} of the main pod stopped responding")),
+            );
+            return;
+        }
+        if being_deleted {
+            // Someone else is deleting it: it ends (PodDeleted) or vanishes; a lost node is
+            // covered above.
+            return;
+        }
+        if let (Some(limit), Some(start)) = (
+            obs.omjob.spec.active_deadline_seconds,
+            self.status.start_time.as_ref(),
+        ) {
+            let at = start.0 + SignedDuration::from_secs(limit);
+            if at <= obs.now {
+                self.actions.push(Action::DeleteMain { force: false });
+                self.main_ended(
+                    Termination::DeadlineExceeded,
+                    None,
+                    Some(format!(
+                        "Run exceeded activeDeadlineSeconds ({limit}s); main pod stopped"
+                    )),
+                );
+                return;
+            }
+            self.wake.push(at);
+        }
+        let timeout = obs
+            .omjob
+            .spec
+            .pending_timeout_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(self.settings.pending_timeout, Duration::from_secs);
+        if self.pending_too_long(main, timeout) {
+            let detail = outcome::pending_detail(main);
+            self.actions.push(Action::DeleteMain { force: false });
+            self.main_ended(
+                Termination::StartTimeout,
+                None,
+                Some(format!(
+                    "Main pod did not start within {}s ({detail})",
+                    timeout.as_secs()
+                )),
+            );
+        }
+    }
+
+    fn exit_stage(&mut self) {
+        let obs = self.obs;
+        let omjob_name = obs.omjob.metadata.name.clone().unwrap_or_default();
+        let attempt = self.status.exit_handler_attempts.unwrap_or(1).max(1);
+        self.status.exit_handler_attempts = Some(attempt);
+        let name = exit_pod_name(&omjob_name, attempt);
+        let confirmed = self.status.exit_handler_pod_name.as_deref() == Some(name.as_str());
+        let Some(exit) = obs
+            .exit
+            .filter(|p| p.metadata.name.as_deref() == Some(name.as_str()))
+        else {
+            if confirmed {
+                self.exit_lost(attempt, &name, "it was deleted before it finished");
+            } else if let Some(err) = &obs.exit_create_error {
+                self.finish(Phase::Failed, format!("Failed to create exit handler: {err}"));
+                self.event(
+                    "ReconciliationError",
+                    format!("Failed to create exit handler pod {name}: {err}"),
+                    true,
+                );
+            } else {
+                self.actions.push(Action::CreateExit { attempt });
+            }
+            return;
+        };
+        if !confirmed {
+            self.status.exit_handler_pod_name = Some(name.clone());
+            self.event(
+                "ExitHandlerCreated",
+                format!("Created exit handler pod: {name}"),
+                false,
+            );
+        }
+        if let Some(f) = outcome::finished(exit) {
+            if f.termination == Termination::Evicted {
+                self.exit_lost(attempt, &name, "it was evicted");
+            } else {
+                self.exit_completed(f.exit_code);
+            }
+            return;
+        }
+        if self.node_lost(obs.exit_node_down_since) {
+            self.exit_lost(attempt, &name, "its node stopped responding");
+            return;
+        }
+        if exit.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        if self.pending_too_long(exit, self.settings.pending_timeout) {
+            let detail = outcome::pending_detail(exit);
+            self.actions.push(Action::DeleteExit { name: name.clone() });
+            self.finish(
+                Phase::Failed,
+                format!("Exit handler pod {name} did not start ({detail})"),
+            );
+            self.event(
+                "OMJobFailed",
+                format!("Exit handler pod {name} did not start ({detail})"),
+                true,
+            );
+        }
+    }
+
+    fn exit_lost(&mut self, attempt: i32, name: &str, why: &str) {
+        let max = self.settings.max_exit_attempts.max(1);
+        self.actions.push(Action::DeleteExit {
+            name: name.to_owned(),
+        });
+        if attempt >= max {
+            let text = format!("Exit handler lost {attempt} time(s), last because {why}; giving up");
+            self.event("OMJobFailed", text.clone(), true);
+            self.finish(Phase::Failed, text);
+            return;
+        }
+        let next = attempt + 1;
+        self.event(
+            "ExitHandlerLost",
+            format!("Exit handler pod {name} lost because {why}; starting attempt {next} of {max}"),
+            true,
+        );
+        self.status.exit_handler_attempts = Some(next);
+        self.status.message = Some(format!("Exit handler pod {name} lost because {why}; retrying"));
+        self.actions.push(Action::CreateExit { attempt: next });
+    }
+
+    fn exit_completed(&mut self, code: Option<i32>) {
+        self.status.exit_handler_exit_code = code;
+        let main_ok = self.status.reason.as_deref() == Some(Termination::Completed.as_str())
+            && self.status.main_pod_exit_code == Some(0);
+        let mut text = format!("Exit handler completed with exit code: {}", code_text(code));
+        // A failed main stage keeps its cause in the final message (the Java operator's message
+        // alone would hide why the run failed).
+        if !main_ok
+            && let Some(cause) = self
+                .status
+                .message
+                .as_deref()
+                .filter(|m| !m.starts_with("Exit handler"))
+        {
+            text = format!(
+                "{cause}; exit handler completed with exit code: {}",
+                code_text(code)
+            );
+        }
+        if main_ok && code == Some(0) {
+            self.event("OMJobCompleted", text.clone(), false);
+            self.finish(Phase::Succeeded, text);
+        } else {
+            self.event("OMJobFailed", text.clone(), true);
+            self.finish(Phase::Failed, text);
+        }
+    }
+
+    fn terminal(&mut self) {
+        let obs = self.obs;
+        let Some(ttl) = obs.omjob.spec.ttl_after_finished_seconds() else {
+            return;
+        };
+        let Some(done) = self.status.completion_time.as_ref() else {
+            return;
+        };
+        let at = done.0 + SignedDuration::from_secs(i64::from(ttl));
+        if at <= obs.now {
+            if obs.main.is_some() || obs.exit.is_some() {
+                self.actions.push(Action::CleanupPods);
+                self.event(
+                    "ResourcesCleanedUp",
+                    "Cleaned up pods due to TTL expiration".into(),
+                    false,
+                );
+            }
+        } else {
+            self.wake.push(at);
+        }
+    }
+}
+
+fn set_condition(
+    conds: &mut Vec<Condition>,
+    previous: &[Condition],
+    kind: &str,
+    ok: bool,
+    reason: &str,
+    now: Timestamp,
+) {
+    let status = if ok {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    let prev = previous.iter().find(|c| c.type_ == kind);
+    let since = match prev {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => Some(Time(now)),
+    };
+    conds.push(Condition {
+        type_: kind.to_owned(),
+        status,
+        reason: Some(reason.to_owned()),
+        message: None,
+        last_transition_time: since,
+    });
+}
+
+/// Decides the next status and actions.
+#[must_use]
+pub fn decide(obs: &Observation<'_>, settings: &Settings) -> Decision {
+    let current = obs.omjob.status.clone().unwrap_or_default();
+    let mut b = Builder {
+        obs,
+        settings,
+        status: current.clone(),
+        actions: Vec::new(),
+        events: Vec::new(),
+        wake: Vec::new(),
+    };
+    if b.status.phase.is_none() {
+        b.status.phase = Some(Phase::Pending);
+    }
+    if b.status.start_time.is_none() {
+        b.status.start_time = Some(Time(obs.now));
+    }
+    b.status.observed_generation = obs.omjob.metadata.generation;
+
+    let needs_guarantee = obs.omjob.spec.exit_handler_spec.is_some();
+    match b.phase() {
+        Phase::Pending => b.pending(),
+        Phase::Running => b.running(),
+        Phase::ExitHandlerRunning => b.exit_stage(),
+        Phase::Succeeded | Phase::Failed => {}
+    }
+    let terminal = b.phase().is_terminal();
+    if terminal {
+        b.terminal();
+    }
+    // The finalizer holds a deleted OMJob until its exit handler finished; once the run is
+    // terminal (or the user asked to skip it) there is nothing left to hold it for.
+    let holding = needs_guarantee && !terminal && !b.skip_exit_handler();
+    if holding && !b.deleting() && !has_finalizer(obs.omjob) {
+        b.actions.insert(0, Action::AddFinalizer);
+    }
+    if !holding && has_finalizer(obs.omjob) {
+        b.actions.push(Action::RemoveFinalizer);
+    }
+
+    let previous = current.conditions.clone().unwrap_or_default();
+    let mut conds = Vec::new();
+    let main_reason = b
+        .status
+        .reason
+        .clone()
+        .unwrap_or_else(|| b.phase().as_str().to_owned());
+    set_condition(
+        &mut conds,
+        &previous,
+        CONDITION_MAIN_FINISHED,
+        b.status.reason.is_some(),
+        &main_reason,
+        obs.now,
+    );
+    let exit_done = b.status.exit_handler_exit_code.is_some() || terminal;
+    let exit_reason = if exit_done {
+        b.phase().as_str()
+    } else {
+        "NotFinished"
+    };
+    set_condition(
+        &mut conds,
+        &previous,
+        CONDITION_EXIT_FINISHED,
+        exit_done,
+        exit_reason,
+        obs.now,
+    );
+    b.status.conditions = Some(conds);
+
+    let requeue = if terminal {
+        b.wake
+            .iter()
+            .min()
+            .map(|at| until(obs.now, *at) + Duration::from_secs(1))
+    } else {
+        let safety = settings.safety_requeue;
+        Some(
+            b.wake
+                .iter()
+                .min()
+                .map_or(safety, |at| until(obs.now, *at).min(safety)),
+        )
+    };
+    Decision {
+        status: b.status,
+        actions: b.actions,
+        requeue,
+        events: b.events,
+    }
+}

@@ -1,0 +1,543 @@
+//! The OMJob controller: watches OMJobs and the pods they own, and drives each run through
+//! main pod → exit-handler pod → terminal phase, as [`decide`] says.
+
+pub mod decide;
+pub mod outcome;
+pub mod pods;
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::{
+    Api, Client, Resource as _, ResourceExt as _,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::{
+        Controller,
+        controller::{self, Action as Requeue},
+        events::{Event, EventType, Recorder},
+        reflector::Store,
+        watcher,
+    },
+};
+use omjob_api::{OMJob, labels, names};
+use serde_json::json;
+
+use crate::{clock::Clock, metrics::Metrics};
+use decide::{Action, Decision, Observation, Settings, exit_pod_name};
+use pods::{MainOutcome, PodKind};
+
+/// Field manager of every status write (server-side apply).
+pub const FIELD_MANAGER: &str = "omjob-operator";
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "omjob";
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Event publisher.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Decision settings.
+    pub settings: Settings,
+    /// Nodes, for lost-node detection (`None`: read on demand).
+    pub nodes: Option<Store<Node>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors of one reconcile; every one is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a pod failed.
+    #[error("failed to read pod {name}")]
+    GetPod {
+        /// Pod name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Creating a pod failed with a retryable error.
+    #[error("failed to create pod {name}")]
+    CreatePod {
+        /// Pod name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Deleting a pod failed.
+    #[error("failed to delete pod {name}")]
+    DeletePod {
+        /// Pod name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The status write failed.
+    #[error("failed to write the status of OMJob {name}")]
+    PatchStatus {
+        /// OMJob name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Adding or removing the finalizer failed.
+    #[error("failed to update the finalizers of OMJob {name}")]
+    Finalizer {
+        /// OMJob name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// A pod could not be rendered from its template.
+    #[error("failed to render pod {name} from its template")]
+    RenderPod {
+        /// Pod name.
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The OMJob has no namespace or name (never true for objects from a watch).
+    #[error("OMJob has no namespace or name")]
+    MissingMetadata,
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    #[must_use]
+    pub const fn category(&self) -> &'static str {
+        match self {
+            Self::GetPod { .. } => "get_pod",
+            Self::CreatePod { .. } => "create_pod",
+            Self::DeletePod { .. } => "delete_pod",
+            Self::PatchStatus { .. } => "patch_status",
+            Self::Finalizer { .. } => "finalizer",
+            Self::RenderPod { .. } => "render_pod",
+            Self::MissingMetadata => "metadata",
+        }
+    }
+}
+
+/// An API error the cluster will not change its mind about (admission, quota, invalid spec).
+fn is_permanent(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if matches!(s.code, 400 | 403 | 404 | 422))
+}
+
+fn owned_by(pod: &Pod, omjob: &OMJob) -> bool {
+    let uid = omjob.metadata.uid.as_deref();
+    pod.metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|refs| refs.iter().any(|r| Some(r.uid.as_str()) == uid))
+}
+
+async fn get_owned(api: &Api<Pod>, name: &str, omjob: &OMJob) -> Result<Option<Pod>, Error> {
+    let pod = api.get_opt(name).await.map_err(|source| Error::GetPod {
+        name: name.to_owned(),
+        source,
+    })?;
+    // A pod with our name but another owner belongs to an earlier OMJob of the same name; it is
+    // not ours to judge (the garbage collector removes it).
+    Ok(pod.filter(|p| owned_by(p, omjob)))
+}
+
+/// Since when `node` has not been Ready, or `None` when it is Ready (or unknown to us).
+async fn node_down_since(ctx: &Context, pod: Option<&Pod>) -> Option<k8s_openapi::jiff::Timestamp> {
+    let pod = pod?;
+    if outcome::finished(pod).is_some() {
+        return None;
+    }
+    let node_name = outcome::node_name(pod)?;
+    let node = match &ctx.nodes {
+        Some(store) => store
+            .get(&kube::runtime::reflector::ObjectRef::new(node_name))
+            .map(|n| (*n).clone()),
+        None => Api::<Node>::all(ctx.client.clone())
+            .get_opt(node_name)
+            .await
+            .ok()
+            .flatten(),
+    };
+    let Some(node) = node else {
+        // A pod bound to a node that no longer exists is as lost as it gets.
+        return Some(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    };
+    let ready = node
+        .status?
+        .conditions?
+        .into_iter()
+        .find(|c| c.type_ == "Ready")?;
+    if ready.status == "True" {
+        return None;
+    }
+    Some(
+        ready
+            .last_transition_time
+            .map_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH, |t| t.0),
+    )
+}
+
+struct Run<'a> {
+    ctx: &'a Context,
+    omjob: OMJob,
+    pods: Api<Pod>,
+    omjobs: Api<OMJob>,
+    name: String,
+}
+
+impl Run<'_> {
+    async fn publish(&self, note: &decide::EventNote) {
+        let ev = Event {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.to_owned(),
+            note: Some(note.note.clone()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.ctx.recorder.publish(&ev, &self.omjob.object_ref(&())).await {
+            tracing::warn!(omjob = %self.name, error = %e, "failed to publish event");
+        }
+    }
+
+    async fn write_status(&mut self, d: &Decision) -> Result<(), Error> {
+        let current = self.omjob.status.clone().unwrap_or_default();
+        if current == d.status {
+            return Ok(());
+        }
+        let body = json!({"apiVersion": omjob_api::API_VERSION, "kind": "OMJob", "status": d.status});
+        self.omjobs
+            .patch_status(
+                &self.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(|source| Error::PatchStatus {
+                name: self.name.clone(),
+                source,
+            })?;
+        if current.phase != d.status.phase
+            && let Some(to) = d.status.phase
+        {
+            self.ctx
+                .metrics
+                .transition(current.phase.map(|p| p.as_str()), to.as_str());
+            tracing::info!(omjob = %self.name, from = ?current.phase, to = %to, reason = ?d.status.reason, "phase changed");
+            if let (Some(from), Some(start)) = (current.phase, current.start_time.as_ref()) {
+                let since = if from == omjob_api::Phase::ExitHandlerRunning {
+                    current
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .find(|c| c.type_ == decide::CONDITION_MAIN_FINISHED)
+                        .and_then(|c| c.last_transition_time.as_ref())
+                        .map_or(start.0, |t| t.0)
+                } else {
+                    start.0
+                };
+                let secs = self.ctx.clock.now().duration_since(since).as_secs_f64().max(0.0);
+                self.ctx.metrics.phase_duration(from.as_str(), secs);
+            }
+        }
+        self.omjob.status = Some(d.status.clone());
+        Ok(())
+    }
+
+    async fn set_finalizer(&mut self, present: bool) -> Result<(), Error> {
+        let mut list: Vec<String> = self.omjob.finalizers().to_vec();
+        list.retain(|f| f != decide::FINALIZER);
+        if present {
+            list.push(decide::FINALIZER.to_owned());
+        }
+        // resourceVersion makes this a compare-and-swap: a concurrent change to the list fails
+        // with 409 and the reconcile is retried, so no one else's finalizer is lost.
+        let patch =
+            json!({"metadata": {"finalizers": list, "resourceVersion": self.omjob.resource_version()}});
+        match self
+            .omjobs
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(updated) => {
+                self.omjob.metadata.finalizers = updated.metadata.finalizers;
+                self.omjob.metadata.resource_version = updated.metadata.resource_version;
+                Ok(())
+            }
+            // Already gone: nothing to hold or release.
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(source) => Err(Error::Finalizer {
+                name: self.name.clone(),
+                source,
+            }),
+        }
+    }
+
+    async fn delete_pod(&self, name: &str, force: bool) -> Result<(), Error> {
+        let dp = DeleteParams {
+            grace_period_seconds: force.then_some(0),
+            preconditions: None,
+            ..DeleteParams::background()
+        };
+        match self.pods.delete(name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(source) => Err(Error::DeletePod {
+                name: name.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Creates a pod; `Ok(Err(msg))` when the API refuses it for good.
+    async fn create_pod(&self, pod: &Pod, kind: PodKind) -> Result<Result<Pod, String>, Error> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match self.pods.create(&PostParams::default(), pod).await {
+            Ok(created) => {
+                self.ctx.metrics.pod_created(kind.label());
+                Ok(Ok(created))
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // Created by an earlier pass (or another replica): the name is the lock.
+                let existing = get_owned(&self.pods, &name, &self.omjob).await?;
+                existing.map_or_else(
+                    || {
+                        Err(Error::CreatePod {
+                            name: name.clone(),
+                            source: kube::Error::Api(s),
+                        })
+                    },
+                    |p| Ok(Ok(p)),
+                )
+            }
+            Err(e) if is_permanent(&e) => Ok(Err(match e {
+                kube::Error::Api(s) => s.message,
+                other => other.to_string(),
+            })),
+            Err(source) => Err(Error::CreatePod { name, source }),
+        }
+    }
+
+    fn render(&self, kind: PodKind, name: &str) -> Result<Pod, Error> {
+        let spec = &self.omjob.spec;
+        let (template, outcome) = match kind {
+            PodKind::Main => (&spec.main_pod_spec, None),
+            PodKind::ExitHandler => {
+                let status = self.omjob.status.clone().unwrap_or_default();
+                let outcome = MainOutcome {
+                    exit_code: status.main_pod_exit_code,
+                    reason: status.reason.unwrap_or_else(|| "Error".into()),
+                };
+                (
+                    spec.exit_handler_spec.as_ref().unwrap_or(&spec.main_pod_spec),
+                    Some(outcome),
+                )
+            }
+        };
+        pods::build(&self.omjob, template, kind, name, outcome.as_ref()).map_err(|source| Error::RenderPod {
+            name: name.to_owned(),
+            source,
+        })
+    }
+}
+
+/// One reconcile of one OMJob.
+///
+/// # Errors
+/// Transient API failures; the controller retries them with backoff.
+#[tracing::instrument(skip(omjob, ctx), fields(omjob = %omjob.name_any(), ns = omjob.namespace().unwrap_or_default()))]
+pub async fn reconcile(omjob: Arc<OMJob>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let result = reconcile_inner(omjob, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, result.is_ok());
+    result
+}
+
+async fn reconcile_inner(omjob: Arc<OMJob>, ctx: &Context) -> Result<Requeue, Error> {
+    let ns = omjob.namespace().ok_or(Error::MissingMetadata)?;
+    let name = omjob.metadata.name.clone().ok_or(Error::MissingMetadata)?;
+    let mut run = Run {
+        ctx,
+        omjob: (*omjob).clone(),
+        pods: Api::namespaced(ctx.client.clone(), &ns),
+        omjobs: Api::namespaced(ctx.client.clone(), &ns),
+        name: name.clone(),
+    };
+    let main_name = names::main_pod_name(&name);
+    let mut main = get_owned(&run.pods, &main_name, &run.omjob).await?;
+    let attempt = run
+        .omjob
+        .status
+        .as_ref()
+        .and_then(|s| s.exit_handler_attempts)
+        .unwrap_or(0);
+    let mut exit = if attempt >= 1 {
+        get_owned(&run.pods, &exit_pod_name(&name, attempt), &run.omjob).await?
+    } else {
+        None
+    };
+    let mut main_create_error = None;
+    let mut exit_create_error = None;
+    let mut finalizer_done = false;
+
+    // Each pass decides from scratch; a create feeds what it learned into the next pass. Three
+    // passes cover the longest chain (create main → find it → main ended → create exit → confirm).
+    for _ in 0..6 {
+        let now = ctx.clock.now();
+        let main_node_down_since = node_down_since(ctx, main.as_ref()).await;
+        let exit_node_down_since = node_down_since(ctx, exit.as_ref()).await;
+        let obs = Observation {
+            omjob: &run.omjob,
+            main: main.as_ref(),
+            exit: exit.as_ref(),
+            main_node_down_since,
+            exit_node_down_since,
+            main_create_error: main_create_error.clone(),
+            exit_create_error: exit_create_error.clone(),
+            now,
+        };
+        let d = decide::decide(&obs, &ctx.settings);
+        tracing::debug!(actions = ?d.actions, phase = ?d.status.phase, "decided");
+
+        if d.actions.contains(&Action::AddFinalizer) && !finalizer_done {
+            run.set_finalizer(true).await?;
+            finalizer_done = true;
+        }
+        if d.actions.contains(&Action::CreateMain) {
+            // No intent to record: the main pod's name is the lock.
+            let pod = run.render(PodKind::Main, &main_name)?;
+            match run.create_pod(&pod, PodKind::Main).await? {
+                Ok(p) => {
+                    run.publish(&decide::EventNote {
+                        reason: "MainPodCreated",
+                        note: format!("Created main ingestion pod: {main_name}"),
+                        warning: false,
+                    })
+                    .await;
+                    main = Some(p);
+                }
+                Err(msg) => main_create_error = Some(msg),
+            }
+            continue;
+        }
+        // Record the decision (and with it any new exit-handler attempt) before acting on it.
+        run.write_status(&d).await?;
+        for note in &d.events {
+            run.publish(note).await;
+        }
+        for action in &d.actions {
+            match action {
+                Action::DeleteMain { force } => run.delete_pod(&main_name, *force).await?,
+                Action::DeleteExit { name } => run.delete_pod(name, true).await?,
+                Action::RemoveFinalizer => run.set_finalizer(false).await?,
+                Action::CleanupPods => {
+                    for a in 1..=attempt.max(1) {
+                        run.delete_pod(&exit_pod_name(&name, a), false).await?;
+                    }
+                    run.delete_pod(&main_name, false).await?;
+                }
+                Action::AddFinalizer | Action::CreateMain | Action::CreateExit { .. } => {}
+            }
+        }
+        if let Some(Action::CreateExit { attempt }) =
+            d.actions.iter().find(|a| matches!(a, Action::CreateExit { .. }))
+        {
+            let exit_name = exit_pod_name(&name, *attempt);
+            let pod = run.render(PodKind::ExitHandler, &exit_name)?;
+            match run.create_pod(&pod, PodKind::ExitHandler).await? {
+                Ok(p) => {
+                    if let Some(finished) = main.as_ref().and_then(main_finished_at) {
+                        let secs = ctx.clock.now().duration_since(finished).as_secs_f64().max(0.0);
+                        ctx.metrics.exit_handler_latency(secs);
+                    }
+                    exit = Some(p);
+                }
+                Err(msg) => exit_create_error = Some(msg),
+            }
+            continue;
+        }
+        return Ok(d.requeue.map_or_else(Requeue::await_change, Requeue::requeue));
+    }
+    // Still moving after the last pass: look again at once.
+    Ok(Requeue::requeue(Duration::from_millis(10)))
+}
+
+fn main_finished_at(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find_map(|c| {
+            c.state
+                .as_ref()?
+                .terminated
+                .as_ref()?
+                .finished_at
+                .as_ref()
+                .map(|t| t.0)
+        })
+}
+
+/// Backoff after a failed reconcile.
+#[must_use]
+pub fn error_policy(omjob: Arc<OMJob>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    ctx.metrics.reconcile_error(CONTROLLER, error.category());
+    tracing::warn!(omjob = %omjob.name_any(), error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "reconcile failed");
+    Requeue::requeue(Duration::from_secs(2))
+}
+
+/// Runs the controller for `namespaces` (`None`: all) until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespaces: Option<Vec<String>>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let client = ctx.client.clone();
+    let scopes: Vec<(Api<OMJob>, Api<Pod>)> = match namespaces {
+        None => vec![(Api::all(client.clone()), Api::all(client))],
+        Some(list) => list
+            .iter()
+            .map(|ns| {
+                (
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                )
+            })
+            .collect(),
+    };
+    let streams = scopes.into_iter().map(|(omjobs, pods)| {
+        Controller::new(omjobs, watcher::Config::default().any_semantic())
+            // Only pods the operator made carry the pod-type label; other pods are not watched.
+            .owns(
+                pods,
+                watcher::Config::default()
+                    .labels(labels::LABEL_POD_TYPE)
+                    .any_semantic(),
+            )
+            .with_config(controller::Config::default().concurrency(concurrency))
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, ctx.clone())
+            .boxed()
+    });
+    futures::stream::select_all(streams)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,257 @@
+//! Harness for operator integration tests: CRDs installed once, a namespace per test, the
+//! controller running in-process under the operator's ClusterRole, and a trace directory where
+//! exit handlers record each run.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use k8s_openapi::{
+    api::{
+        core::v1::{Pod, Secret, ServiceAccount},
+        rbac::v1::{ClusterRole, ClusterRoleBinding},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+    runtime::{
+        events::{Recorder, Reporter},
+        wait::{await_condition, conditions},
+    },
+};
+use omjob_api::OMJob;
+use omjob_operator::{
+    clock::SystemClock,
+    metrics::Metrics,
+    omjob::{self, Context, decide::Settings},
+};
+use omjob_testbed::fixture::{self, TestNamespace, wait_for_service_account};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+static CLUSTER_SETUP: OnceCell<()> = OnceCell::const_new();
+
+/// Installs the CRDs and the operator ClusterRole once per test binary.
+pub async fn cluster_setup(admin: &Client) {
+    CLUSTER_SETUP
+        .get_or_init(|| async {
+            let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+            let ssa = PatchParams::apply("omjob-tests").force();
+            for crd in omjob_api::crds::all() {
+                let name = crd.metadata.name.clone().unwrap();
+                crds.patch(&name, &ssa, &Patch::Apply(&crd)).await.unwrap();
+                tokio::time::timeout(
+                    Duration::from_secs(30),
+                    await_condition(crds.clone(), &name, conditions::is_crd_established()),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            }
+            let path = format!(
+                "{}/../../deploy/rbac/clusterrole.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let text = std::fs::read_to_string(path).unwrap();
+            let first = text.split("\n---\n").next().unwrap();
+            let role: ClusterRole = serde_yaml_ng::from_str(first).unwrap();
+            Api::<ClusterRole>::all(admin.clone())
+                .patch("omjob-operator", &ssa, &Patch::Apply(&role))
+                .await
+                .unwrap();
+        })
+        .await;
+}
+
+/// A namespace with a running controller.
+pub struct Harness {
+    pub ns: TestNamespace,
+    pub admin: Client,
+    pub operator: Client,
+    pub trace_dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn service_account_client(admin: &Client, ns: &str, sa: &str) -> Client {
+    wait_for_service_account(admin, ns, sa, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let account = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+        .get(sa)
+        .await
+        .unwrap();
+    let secret_name = account.secrets.unwrap()[0].name.clone().unwrap();
+    let secret = Api::<Secret>::namespaced(admin.clone(), ns)
+        .get(&secret_name)
+        .await
+        .unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    let kubeconfig = fixture::shared().kubeconfig();
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .unwrap();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    Client::try_from(config).unwrap()
+}
+
+impl Harness {
+    pub async fn start(prefix: &str, settings: Settings) -> Self {
+        let ns = fixture::shared().namespace(prefix).await;
+        let admin = ns.client();
+        cluster_setup(&admin).await;
+        let pp = PostParams::default();
+        let sas: Api<ServiceAccount> = ns.api();
+        for sa in ["omjob-operator", "openmetadata-ingestion"] {
+            let obj: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": sa}})).unwrap();
+            sas.create(&pp, &obj).await.unwrap();
+        }
+        let binding: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": format!("omjob-operator-{}", ns.name())},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "omjob-operator"},
+            "subjects": [{"kind": "ServiceAccount", "name": "omjob-operator", "namespace": ns.name()}]
+        }))
+        .unwrap();
+        Api::<ClusterRoleBinding>::all(admin.clone())
+            .create(&pp, &binding)
+            .await
+            .unwrap();
+        wait_for_service_account(
+            &admin,
+            ns.name(),
+            "openmetadata-ingestion",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        let operator = service_account_client(&admin, ns.name(), "omjob-operator").await;
+
+        let metrics = Metrics::new();
+        let ctx = Arc::new(Context {
+            client: operator.clone(),
+            recorder: Recorder::new(
+                operator.clone(),
+                Reporter {
+                    controller: "omjob-operator".into(),
+                    instance: None,
+                },
+            ),
+            metrics: Arc::new(metrics),
+            clock: Arc::new(SystemClock),
+            settings,
+            nodes: None,
+        });
+        let task = tokio::spawn(omjob::run(
+            ctx,
+            Some(vec![ns.name().to_owned()]),
+            4,
+            std::future::pending::<()>(),
+        ));
+        Self {
+            ns,
+            admin,
+            operator,
+            trace_dir: tempfile::tempdir().unwrap(),
+            task,
+        }
+    }
+
+    pub fn ns(&self) -> &str {
+        self.ns.name()
+    }
+
+    pub fn omjobs(&self) -> Api<OMJob> {
+        Api::namespaced(self.admin.clone(), self.ns())
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.admin.clone(), self.ns())
+    }
+
+    pub fn trace_file(&self, omjob: &str) -> PathBuf {
+        self.trace_dir.path().join(format!("{omjob}.runs"))
+    }
+
+    /// One line per exit-handler run: "<pipelineStatus> <mainPodExitCode> <reason>".
+    pub fn exit_runs(&self, omjob: &str) -> Vec<String> {
+        std::fs::read_to_string(self.trace_file(omjob))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub async fn create(&self, mut obj: Value) {
+        obj["metadata"]["namespace"] = json!(self.ns());
+        let o: OMJob = serde_json::from_value(obj).unwrap();
+        self.omjobs().create(&PostParams::default(), &o).await.unwrap();
+    }
+
+    pub async fn wait_pod_running(&self, name: &str) {
+        let running = |p: Option<&Pod>| {
+            p.and_then(|p| p.status.as_ref()).and_then(|s| s.phase.as_deref()) == Some("Running")
+        };
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(self.pods(), name, running),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("pod {name} never ran"))
+        .unwrap();
+    }
+}
+
+/// An OMJob whose main stage runs `main_script` and whose exit handler appends
+/// "$pipelineStatus $mainPodExitCode $mainPodTerminationReason" to the trace file.
+pub fn omjob(h: &Harness, name: &str, main_script: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut o = json!({
+        "apiVersion": omjob_api::API_VERSION, "kind": "OMJob",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/pipeline": name, "app.kubernetes.io/run-id": format!("run-{name}")}},
+        "spec": {
+            "mainPodSpec": {"image": "ingestion", "serviceAccountName": "openmetadata-ingestion", "command": ["sh", "-c", main_script]},
+            "exitHandlerSpec": {"image": "ingestion", "serviceAccountName": "openmetadata-ingestion",
+                "command": ["sh", "-c", "echo \"$pipelineStatus $mainPodExitCode $mainPodTerminationReason\" >> $TRACE"],
+                "env": [{"name": "TRACE", "value": h.trace_file(name).display().to_string()}]}
+        }
+    });
+    edit(&mut o);
+    o
+}
+
+/// Waits until the OMJob reaches a terminal phase.
+pub async fn wait_phase(h: &Harness, name: &str, limit: Duration) -> OMJob {
+    let terminal = |o: Option<&OMJob>| {
+        o.and_then(|o| o.status.as_ref())
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p.is_terminal())
+    };
+    match tokio::time::timeout(limit, await_condition(h.omjobs(), name, terminal)).await {
+        Ok(found) => found.unwrap().unwrap(),
+        Err(_) => {
+            // Say what was going on: the OMJob's status and its pods' states.
+            let status = h.omjobs().get_opt(name).await.ok().flatten().map(|o| o.status);
+            let pods: Vec<String> = h
+                .pods()
+                .list(&Default::default())
+                .await
+                .map(|l| {
+                    l.items
+                        .iter()
+                        .map(|p| format!("{} {:?}", p.metadata.name.clone().unwrap_or_default(), p.status))
+                        .collect()
+                })
+                .unwrap_or_default();
+            panic!("OMJob {name} did not finish within {limit:?}; status {status:?}; pods {pods:#?}")
+        }
+    }
+}

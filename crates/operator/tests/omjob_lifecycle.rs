@@ -1,0 +1,362 @@
+//! Every way a main stage can end, on the testbed: the exit handler runs exactly once (each run
+//! appends one line to a trace file on this machine, so the lines are counted), gets the right
+//! `pipelineStatus`, exit code and reason, and the OMJob ends in the right phase. The controller
+//! runs under a token bound to deploy/rbac/clusterrole.yaml, not as cluster admin.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harness, omjob, wait_phase};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::wait::await_condition,
+};
+use omjob_api::{OMJob, Phase};
+use omjob_operator::omjob::decide::Settings;
+use omjob_testbed::node::{self, NodeMode, SimNode};
+use serde_json::json;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+#[tokio::test]
+async fn a_successful_run_ends_succeeded_after_one_exit_handler_told_success() {
+    let h = Harness::start("ok", Settings::default()).await;
+    h.create(omjob(&h, "ok", "echo ingesting", |_| {})).await;
+    let done = wait_phase(&h, "ok", LIMIT).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.phase, Some(Phase::Succeeded));
+    assert_eq!(h.exit_runs("ok"), ["success 0 Completed"]);
+    assert_eq!(st.main_pod_name.as_deref(), Some("ok-main"));
+    assert_eq!(st.exit_handler_pod_name.as_deref(), Some("ok-exit"));
+    assert_eq!(
+        (st.main_pod_exit_code, st.exit_handler_exit_code),
+        (Some(0), Some(0))
+    );
+    assert_eq!(st.reason.as_deref(), Some("Completed"));
+    assert!(st.completion_time.is_some() && st.start_time.is_some());
+    assert_eq!(
+        st.message.as_deref(),
+        Some("Exit handler completed with exit code: 0")
+    );
+    // Finished runs hold no finalizer (released right after the terminal status is written).
+    let released =
+        |o: Option<&OMJob>| o.is_some_and(|o| o.metadata.finalizers.as_ref().is_none_or(Vec::is_empty));
+    tokio::time::timeout(LIMIT, await_condition(h.omjobs(), "ok", released))
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = done;
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_runs_the_exit_handler_once_with_failed_and_the_code() {
+    let h = Harness::start("fail", Settings::default()).await;
+    h.create(omjob(&h, "fail", "exit 3", |_| {})).await;
+    let st = wait_phase(&h, "fail", LIMIT).await.status.unwrap();
+    assert_eq!(
+        st.phase,
+        Some(Phase::Failed),
+        "unlike the Java operator, a failed main stage fails the OMJob"
+    );
+    assert_eq!(h.exit_runs("fail"), ["failed 3 Error"]);
+    assert_eq!(st.exit_handler_exit_code, Some(0));
+}
+
+#[tokio::test]
+async fn an_oom_killed_main_pod_is_reported_as_oom_killed() {
+    let h = Harness::start("oom", Settings::default()).await;
+    let script = "python3 -c \"import time; s = 'x' * (400 * 1024 * 1024); time.sleep(60)\"";
+    h.create(omjob(&h, "oom", script, |o| {
+        o["spec"]["mainPodSpec"]["resources"] = json!({"limits": {"memory": "64Mi"}});
+    }))
+    .await;
+    wait_phase(&h, "oom", LIMIT).await;
+    assert_eq!(h.exit_runs("oom"), ["failed 137 OOMKilled"]);
+}
+
+#[tokio::test]
+async fn a_main_pod_deleted_by_someone_else_still_gets_its_exit_handler() {
+    let h = Harness::start("podgone", Settings::default()).await;
+    h.create(omjob(&h, "podgone", "sleep 300", |_| {})).await;
+    h.wait_pod_running("podgone-main").await;
+    h.pods()
+        .delete(
+            "podgone-main",
+            &DeleteParams {
+                grace_period_seconds: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let st = wait_phase(&h, "podgone", LIMIT).await.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("PodDeleted"));
+    assert_eq!(h.exit_runs("podgone").len(), 1);
+    assert!(h.exit_runs("podgone")[0].starts_with("failed "));
+}
+
+#[tokio::test]
+async fn an_evicted_main_pod_is_reported_as_evicted() {
+    let h = Harness::start("evicted", Settings::default()).await;
+    h.create(omjob(&h, "evicted", "sleep 300", |_| {})).await;
+    h.wait_pod_running("evicted-main").await;
+    node::evict(
+        &h.admin,
+        h.ns(),
+        "evicted-main",
+        "The node was low on resource: memory.",
+    )
+    .await
+    .unwrap();
+    wait_phase(&h, "evicted", LIMIT).await;
+    let runs = h.exit_runs("evicted");
+    assert_eq!(runs.len(), 1);
+    assert!(
+        runs[0].starts_with("failed ") && runs[0].ends_with(" Evicted"),
+        "{runs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_main_pod_the_api_refuses_still_gets_its_exit_handler() {
+    let h = Harness::start("refused", Settings::default()).await;
+    h.create(omjob(&h, "refused", "true", |o| {
+        // Admission rejects a pod whose service account does not exist.
+        o["spec"]["mainPodSpec"]["serviceAccountName"] = json!("no-such-account");
+    }))
+    .await;
+    let st = wait_phase(&h, "refused", LIMIT).await.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("CreateFailed"));
+    assert!(st.message.unwrap_or_default().contains("no-such-account"));
+    assert_eq!(h.exit_runs("refused"), ["failed unknown CreateFailed"]);
+}
+
+#[tokio::test]
+async fn a_main_pod_that_never_starts_times_out_and_gets_its_exit_handler() {
+    let h = Harness::start("stuck", Settings::default()).await;
+    h.create(omjob(&h, "stuck", "true", |o| {
+        o["spec"]["mainPodSpec"]["image"] = json!("registry.example/unpullable:1");
+        o["spec"]["pendingTimeoutSeconds"] = json!(2);
+    }))
+    .await;
+    let st = wait_phase(&h, "stuck", LIMIT).await.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("StartTimeout"));
+    let message = st.message.unwrap_or_default();
+    assert!(message.contains("did not start within 2s"), "{message}");
+    assert_eq!(h.exit_runs("stuck"), ["failed unknown StartTimeout"]);
+}
+
+#[tokio::test]
+async fn a_run_past_its_deadline_is_stopped_and_gets_its_exit_handler() {
+    let h = Harness::start("deadline", Settings::default()).await;
+    h.create(omjob(&h, "deadline", "sleep 300", |o| {
+        o["spec"]["activeDeadlineSeconds"] = json!(2)
+    }))
+    .await;
+    let st = wait_phase(&h, "deadline", LIMIT).await.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(h.exit_runs("deadline"), ["failed unknown DeadlineExceeded"]);
+}
+
+#[tokio::test]
+async fn deleting_a_running_omjob_runs_the_exit_handler_before_it_goes() {
+    let h = Harness::start("kill", Settings::default()).await;
+    h.create(omjob(&h, "kill", "sleep 300", |_| {})).await;
+    h.wait_pod_running("kill-main").await;
+    h.omjobs()
+        .delete("kill", &DeleteParams::background())
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        LIMIT,
+        await_condition(h.omjobs(), "kill", |o: Option<&OMJob>| o.is_none()),
+    )
+    .await
+    .expect("the OMJob is released after its exit handler")
+    .unwrap();
+    assert_eq!(h.exit_runs("kill"), ["failed unknown Deleted"]);
+}
+
+#[tokio::test]
+async fn the_skip_annotation_deletes_a_running_omjob_without_its_exit_handler() {
+    let h = Harness::start("hardkill", Settings::default()).await;
+    h.create(omjob(&h, "hardkill", "sleep 300", |_| {})).await;
+    h.wait_pod_running("hardkill-main").await;
+    let ann = json!({"metadata": {"annotations": {omjob_operator::omjob::decide::SKIP_EXIT_HANDLER_ANNOTATION: "true"}}});
+    h.omjobs()
+        .patch("hardkill", &PatchParams::default(), &Patch::Merge(&ann))
+        .await
+        .unwrap();
+    h.omjobs()
+        .delete("hardkill", &DeleteParams::background())
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        LIMIT,
+        await_condition(h.omjobs(), "hardkill", |o: Option<&OMJob>| o.is_none()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(h.exit_runs("hardkill").is_empty());
+}
+
+#[tokio::test]
+async fn a_lost_exit_handler_pod_is_replaced_and_the_run_completes() {
+    let h = Harness::start("exitlost", Settings::default()).await;
+    let marker = h.trace_dir.path().join("first-attempt");
+    // The first exit pod marks itself and hangs; the replacement finds the marker and reports.
+    let exit_script = format!(
+        "if [ ! -e {m} ]; then touch {m}; sleep 300; fi; echo \"$pipelineStatus $mainPodExitCode $mainPodTerminationReason\" >> $TRACE",
+        m = marker.display()
+    );
+    h.create(omjob(&h, "exitlost", "true", |o| {
+        o["spec"]["exitHandlerSpec"]["command"] = json!(["sh", "-c", exit_script])
+    }))
+    .await;
+    h.wait_pod_running("exitlost-exit").await;
+    while !marker.exists() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.pods()
+        .delete(
+            "exitlost-exit",
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let st = wait_phase(&h, "exitlost", LIMIT).await.status.unwrap();
+    assert_eq!(st.phase, Some(Phase::Succeeded));
+    assert_eq!(st.exit_handler_attempts, Some(2));
+    assert_eq!(st.exit_handler_pod_name.as_deref(), Some("exitlost-exit-2"));
+    assert_eq!(h.exit_runs("exitlost"), ["success 0 Completed"]);
+}
+
+#[tokio::test]
+async fn a_main_pod_on_a_lost_node_is_given_up_and_the_exit_handler_runs_elsewhere() {
+    let settings = Settings {
+        node_lost_grace: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let h = Harness::start("nodelost", settings).await;
+    let node_name = format!("n-{}", h.ns());
+    let dir = tempfile::tempdir().unwrap();
+    let pki = omjob_testbed::fixture::shared()
+        .testbed()
+        .control_plane()
+        .pki()
+        .clone();
+    let _node = SimNode::start_with(
+        h.admin.clone(),
+        &node_name,
+        dir.path().to_owned(),
+        &pki,
+        NodeMode::Process,
+        true,
+    )
+    .await
+    .unwrap();
+    h.create(omjob(&h, "nodelost", "sleep 300", |o| {
+        o["spec"]["mainPodSpec"]["nodeSelector"] = json!({"kubernetes.io/hostname": node_name});
+        o["spec"]["mainPodSpec"]["tolerations"] =
+            json!([{"key": node::DEDICATED_TAINT, "operator": "Exists", "effect": "NoSchedule"}]);
+    }))
+    .await;
+    h.wait_pod_running("nodelost-main").await;
+    node::set_lost(&h.admin, &node_name, true).await.unwrap();
+    let st = wait_phase(&h, "nodelost", LIMIT).await.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("NodeLost"));
+    assert_eq!(h.exit_runs("nodelost"), ["failed unknown NodeLost"]);
+    let _ = Api::<k8s_openapi::api::core::v1::Node>::all(h.admin.clone())
+        .delete(&node_name, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn pods_are_deleted_when_the_ttl_after_finished_passes() {
+    let h = Harness::start("ttl", Settings::default()).await;
+    h.create(omjob(&h, "ttl", "true", |o| {
+        o["spec"]["ttlSecondsAfterFinished"] = json!(1)
+    }))
+    .await;
+    wait_phase(&h, "ttl", LIMIT).await;
+    for pod in ["ttl-main", "ttl-exit"] {
+        tokio::time::timeout(
+            LIMIT,
+            await_condition(h.pods(), pod, |p: Option<&Pod>| p.is_none()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{pod} still exists after the TTL"))
+        .unwrap();
+    }
+    assert!(
+        h.omjobs().get_opt("ttl").await.unwrap().is_some(),
+        "the OMJob itself stays"
+    );
+}
+
+#[tokio::test]
+async fn an_omjob_exactly_as_openmetadata_writes_it_runs_to_completion() {
+    let h = Harness::start("om", Settings::default()).await;
+    let path = format!(
+        "{}/../api/tests/fixtures/omjob-openmetadata.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut o: serde_json::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let name = o["metadata"]["name"].as_str().unwrap().to_owned();
+    o["metadata"]["namespace"] = json!(h.ns());
+    // The simulated node runs commands, not images: swap `python main.py` for a shell script and
+    // keep everything else as the server wrote it (labels, env refs, tolerations, security context).
+    o["spec"]["mainPodSpec"]["command"] =
+        json!(["sh", "-c", "echo \"run $pipelineRunId of $ingestionPipelineFQN\""]);
+    let trace = h.trace_file(&name);
+    o["spec"]["exitHandlerSpec"]["command"] = json!([
+        "sh",
+        "-c",
+        format!(
+            "echo \"$pipelineStatus $mainPodExitCode $mainPodTerminationReason\" >> {}",
+            trace.display()
+        )
+    ]);
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "om-config-mysql-prod-metadata"}, "data": {"config": "workflow: yaml"}}),
+    )
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(h.admin.clone(), h.ns())
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    // The server's env refers to the source's credentials Secret.
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(
+        json!({"metadata": {"name": "mysql-prod-credentials"}, "stringData": {"password": "s3cret"}}),
+    )
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.admin.clone(), h.ns())
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    // The server's nodeSelector reaches the pods (upstream #27852); give the testbed node those labels.
+    let selector = o["spec"]["mainPodSpec"]["nodeSelector"].clone();
+    let label = json!({"metadata": {"labels": selector}});
+    Api::<k8s_openapi::api::core::v1::Node>::all(h.admin.clone())
+        .patch("sim-node-0", &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .unwrap();
+    h.create(o).await;
+    let st = wait_phase(&h, &name, LIMIT).await.status.unwrap();
+    assert_eq!(st.phase, Some(Phase::Succeeded), "{st:?}");
+    assert_eq!(h.exit_runs(&name), ["success 0 Completed"]);
+    // The server's labels win on the pods (managed-by=openmetadata); the operator finds them anyway.
+    let main = h.pods().get(&format!("{name}-main")).await.unwrap();
+    assert_eq!(
+        main.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
+        "openmetadata"
+    );
+}
