@@ -1,7 +1,7 @@
 //! The operator's command line: one subcommand per mode of the binary.
 //!
-//! `crds` prints the CustomResourceDefinitions. The controller itself will be the `run`
-//! subcommand.
+//! `crds` prints the CustomResourceDefinitions; `run` runs the controller manager (configured by
+//! the Java operator's environment variables, see [`omjob_operator::config`]).
 
 use std::io::Write;
 
@@ -25,6 +25,8 @@ pub enum Command {
     /// Regenerate the committed copy with
     /// `cargo run -p omjob-operator -- crds > deploy/crds/omjob-crds.yaml`.
     Crds,
+    /// Run the controller manager (configuration comes from environment variables).
+    Run,
 }
 
 /// Runs the parsed command.
@@ -35,6 +37,11 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Crds => print_crds(),
+        Command::Run => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("failed to start the async runtime")?
+            .block_on(omjob_operator::run::run()),
     }
 }
 

@@ -12,4 +12,5 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod omjob;
+pub mod run;
 pub mod telemetry;

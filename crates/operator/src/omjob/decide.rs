@@ -639,3 +639,226 @@ pub fn decide(obs: &Observation<'_>, settings: &Settings) -> Decision {
         events: b.events,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const T0: &str = "2026-01-01T00:00:00Z";
+
+    fn at(secs: i64) -> Timestamp {
+        T0.parse::<Timestamp>().unwrap() + SignedDuration::from_secs(secs)
+    }
+
+    fn omjob(status: serde_json::Value, extra_spec: serde_json::Value) -> OMJob {
+        let mut spec = json!({
+            "mainPodSpec": {"image": "i", "serviceAccountName": "sa", "command": ["x"]},
+            "exitHandlerSpec": {"image": "i", "command": ["y"]}
+        });
+        for (k, v) in extra_spec.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "pipelines.openmetadata.org/v1", "kind": "OMJob",
+            "metadata": {"name": "j", "namespace": "ns", "uid": "u", "generation": 1,
+                         "finalizers": [FINALIZER]},
+            "spec": spec, "status": status
+        }))
+        .unwrap()
+    }
+
+    fn pod(name: &str, created: i64, status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "creationTimestamp": at(created).to_string()},
+            "spec": {"nodeName": "n1", "containers": []},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    fn terminated(code: i32, reason: &str) -> serde_json::Value {
+        json!({"phase": if code == 0 { "Succeeded" } else { "Failed" }, "containerStatuses": [{"name": "main", "image": "i",
+            "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": reason}}}]})
+    }
+
+    fn obs<'a>(o: &'a OMJob, main: Option<&'a Pod>, exit: Option<&'a Pod>, now: i64) -> Observation<'a> {
+        Observation {
+            omjob: o,
+            main,
+            exit,
+            main_node_down_since: None,
+            exit_node_down_since: None,
+            main_create_error: None,
+            exit_create_error: None,
+            now: at(now),
+        }
+    }
+
+    fn running_status() -> serde_json::Value {
+        json!({"phase": "Running", "mainPodName": "j-main", "startTime": T0})
+    }
+
+    #[test]
+    fn a_new_omjob_creates_its_main_pod_and_records_the_start() {
+        let o = omjob(json!(null), json!({}));
+        let d = decide(&obs(&o, None, None, 5), &Settings::default());
+        assert_eq!(d.actions, [Action::CreateMain]);
+        assert_eq!(d.status.start_time, Some(Time(at(5))));
+    }
+
+    #[test]
+    fn a_finished_main_pod_records_the_outcome_before_the_exit_pod_is_created() {
+        let o = omjob(running_status(), json!({}));
+        let main = pod("j-main", 0, terminated(137, "OOMKilled"));
+        let d = decide(&obs(&o, Some(&main), None, 10), &Settings::default());
+        assert_eq!(d.status.phase, Some(Phase::ExitHandlerRunning));
+        assert_eq!(d.status.reason.as_deref(), Some("OOMKilled"));
+        assert_eq!(d.status.main_pod_exit_code, Some(137));
+        assert_eq!(d.status.exit_handler_attempts, Some(1));
+        assert_eq!(d.actions, [Action::CreateExit { attempt: 1 }]);
+        // The pod name is only recorded once the pod is seen, so a lost pod can be told apart.
+        assert_eq!(d.status.exit_handler_pod_name, None);
+    }
+
+    #[test]
+    fn the_deadline_is_measured_from_the_start_time_and_requeued_exactly() {
+        let o = omjob(running_status(), json!({"activeDeadlineSeconds": 60}));
+        let main = pod("j-main", 0, json!({"phase": "Running"}));
+        let before = decide(&obs(&o, Some(&main), None, 59), &Settings::default());
+        assert!(before.actions.is_empty());
+        assert_eq!(before.requeue, Some(Duration::from_secs(1)));
+        let after = decide(&obs(&o, Some(&main), None, 60), &Settings::default());
+        assert_eq!(after.status.reason.as_deref(), Some("DeadlineExceeded"));
+        assert_eq!(
+            after.actions,
+            [
+                Action::DeleteMain { force: false },
+                Action::CreateExit { attempt: 1 }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pending_main_pod_times_out_with_its_waiting_reason() {
+        let o = omjob(running_status(), json!({"pendingTimeoutSeconds": 30}));
+        let main = pod(
+            "j-main",
+            0,
+            json!({"phase": "Pending", "containerStatuses": [{"name": "main", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "no"}}}]}),
+        );
+        assert!(
+            decide(&obs(&o, Some(&main), None, 29), &Settings::default())
+                .status
+                .reason
+                .is_none()
+        );
+        let d = decide(&obs(&o, Some(&main), None, 30), &Settings::default());
+        assert_eq!(d.status.reason.as_deref(), Some("StartTimeout"));
+        assert!(d.status.message.unwrap().contains("ImagePullBackOff"));
+    }
+
+    #[test]
+    fn a_node_down_for_less_than_the_grace_period_is_waited_for() {
+        let o = omjob(running_status(), json!({}));
+        let main = pod("j-main", 0, json!({"phase": "Running"}));
+        let settings = Settings {
+            node_lost_grace: Duration::from_secs(60),
+            ..Settings::default()
+        };
+        let mut ob = obs(&o, Some(&main), None, 100);
+        ob.main_node_down_since = Some(at(50));
+        let d = decide(&ob, &settings);
+        assert!(d.status.reason.is_none());
+        assert_eq!(d.requeue, Some(Duration::from_secs(10)));
+        ob.now = at(110);
+        let d = decide(&ob, &settings);
+        assert_eq!(d.status.reason.as_deref(), Some("NodeLost"));
+        assert_eq!(d.actions[0], Action::DeleteMain { force: true });
+    }
+
+    #[test]
+    fn a_confirmed_exit_pod_that_vanished_is_replaced_up_to_the_limit() {
+        let status = |attempt: i32| {
+            json!({"phase": "ExitHandlerRunning", "mainPodName": "j-main", "startTime": T0, "reason": "Completed",
+                   "mainPodExitCode": 0, "exitHandlerAttempts": attempt, "exitHandlerPodName": exit_pod_name("j", attempt)})
+        };
+        let settings = Settings {
+            max_exit_attempts: 2,
+            ..Settings::default()
+        };
+        let o = omjob(status(1), json!({}));
+        let d = decide(&obs(&o, None, None, 10), &settings);
+        assert_eq!(d.status.exit_handler_attempts, Some(2));
+        assert_eq!(
+            d.actions,
+            [
+                Action::DeleteExit {
+                    name: "j-exit".into()
+                },
+                Action::CreateExit { attempt: 2 }
+            ]
+        );
+        let o = omjob(status(2), json!({}));
+        let d = decide(&obs(&o, None, None, 10), &settings);
+        assert_eq!(d.status.phase, Some(Phase::Failed));
+        assert!(!d.actions.iter().any(|a| matches!(a, Action::CreateExit { .. })));
+    }
+
+    #[test]
+    fn an_unconfirmed_exit_pod_is_created_again_under_the_same_name_not_replaced() {
+        // A crash between recording attempt 1 and creating its pod: create it, do not count a loss.
+        let o = omjob(
+            json!({"phase": "ExitHandlerRunning", "startTime": T0, "reason": "Error", "mainPodExitCode": 1, "exitHandlerAttempts": 1}),
+            json!({}),
+        );
+        let d = decide(&obs(&o, None, None, 10), &Settings::default());
+        assert_eq!(d.actions, [Action::CreateExit { attempt: 1 }]);
+        assert_eq!(d.status.exit_handler_attempts, Some(1));
+    }
+
+    #[test]
+    fn the_final_phase_needs_both_stages_to_succeed() {
+        let base = |code: i32| {
+            json!({"phase": "ExitHandlerRunning", "startTime": T0, "reason": if code == 0 { "Completed" } else { "Error" },
+                   "mainPodExitCode": code, "exitHandlerAttempts": 1, "exitHandlerPodName": "j-exit"})
+        };
+        let exit_ok = pod("j-exit", 0, terminated(0, "Completed"));
+        let ok = omjob(base(0), json!({}));
+        let d = decide(&obs(&ok, None, Some(&exit_ok), 10), &Settings::default());
+        assert_eq!(d.status.phase, Some(Phase::Succeeded));
+        assert_eq!(d.status.completion_time, Some(Time(at(10))));
+        assert!(d.actions.contains(&Action::RemoveFinalizer));
+        let failed_main = omjob(base(2), json!({}));
+        assert_eq!(
+            decide(&obs(&failed_main, None, Some(&exit_ok), 10), &Settings::default())
+                .status
+                .phase,
+            Some(Phase::Failed)
+        );
+        let exit_bad = pod("j-exit", 0, terminated(1, "Error"));
+        assert_eq!(
+            decide(&obs(&ok, None, Some(&exit_bad), 10), &Settings::default())
+                .status
+                .phase,
+            Some(Phase::Failed)
+        );
+    }
+
+    #[test]
+    fn pods_are_cleaned_up_when_the_ttl_passes_and_not_before() {
+        let o = omjob(
+            json!({"phase": "Succeeded", "startTime": T0, "completionTime": at(100).to_string(), "reason": "Completed",
+                   "exitHandlerAttempts": 1, "exitHandlerPodName": "j-exit"}),
+            json!({"ttlSecondsAfterFinished": 60}),
+        );
+        let main = pod("j-main", 0, terminated(0, "Completed"));
+        let early = decide(&obs(&o, Some(&main), None, 159), &Settings::default());
+        assert!(!early.actions.contains(&Action::CleanupPods));
+        assert_eq!(early.requeue, Some(Duration::from_secs(2)));
+        let due = decide(&obs(&o, Some(&main), None, 160), &Settings::default());
+        assert!(due.actions.contains(&Action::CleanupPods));
+    }
+}

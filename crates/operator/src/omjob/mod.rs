@@ -219,7 +219,8 @@ impl Run<'_> {
             return Ok(());
         }
         let body = json!({"apiVersion": omjob_api::API_VERSION, "kind": "OMJob", "status": d.status});
-        self.omjobs
+        let written = self
+            .omjobs
             .patch_status(
                 &self.name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
@@ -230,6 +231,8 @@ impl Run<'_> {
                 name: self.name.clone(),
                 source,
             })?;
+        // The finalizer patch that may follow is guarded by resourceVersion, which this write bumped.
+        self.omjob.metadata.resource_version = written.metadata.resource_version;
         if current.phase != d.status.phase
             && let Some(to) = d.status.phase
         {
