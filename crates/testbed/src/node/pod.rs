@@ -167,12 +167,24 @@ impl PodRunner {
         // A lost node is partitioned: it keeps running pods but cannot tell anyone.
         self.node.wait_reachable().await;
         let body = serde_json::json!({"status": status::render(pod, containers)});
-        if let Err(e) = self
-            .api
-            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&body))
-            .await
-        {
-            tracing::debug!(pod = %self.name, error = %e, "status update failed");
+        // The kubelet re-syncs status; this node reports each change once, so a transient API
+        // error (the API server restarting in a fault test) is retried instead of lost.
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=8 {
+            match self
+                .api
+                .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&body))
+                .await
+            {
+                Ok(_) => return,
+                // The pod is gone: nothing left to report.
+                Err(kube::Error::Api(e)) if e.code == 404 => return,
+                Err(e) => {
+                    tracing::debug!(pod = %self.name, attempt, error = %e, "status update failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
         }
     }
 
