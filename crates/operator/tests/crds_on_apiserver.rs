@@ -3,41 +3,19 @@
 //! objects are rejected by schema validation with messages that name the field.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
-
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
     core::{ApiResource, DynamicObject, GroupVersionKind},
-    runtime::wait::{await_condition, conditions},
 };
+mod common;
+
 use omjob_testbed::fixture::{self, TestNamespace};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
-static CRDS: OnceCell<()> = OnceCell::const_new();
-
-/// Installs both CRDs once per test binary and waits until they are established.
+/// Installs the CRDs (and the operator ClusterRole) once per test binary.
 async fn install_crds(client: &Client) {
-    CRDS.get_or_init(|| async {
-        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in omjob_api::crds::all() {
-            let name = crd.metadata.name.clone().unwrap();
-            let ssa = PatchParams::apply("omjob-tests").force();
-            api.patch(&name, &ssa, &Patch::Apply(&crd))
-                .await
-                .expect("apply CRD");
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                await_condition(api.clone(), &name, conditions::is_crd_established()),
-            )
-            .await
-            .expect("CRD established in time")
-            .unwrap();
-        }
-    })
-    .await;
+    common::cluster_setup(client).await;
 }
 
 fn dynamic(ns: &TestNamespace, kind: &str, plural: &str) -> Api<DynamicObject> {
