@@ -24,7 +24,8 @@ enum Task {
     /// Regenerate deploy/crds/omjob-crds.yaml from the Rust types.
     Crdgen,
     /// Benchmarks on a rule-mode testbed; prints figures, asserts nothing.
-    Bench(bench::BenchArgs),
+    #[command(subcommand)]
+    Bench(bench::Suite),
 }
 
 fn main() -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! Benchmarks on a rule-mode testbed. They print figures; nothing here asserts a time.
+//! `bench node`: how many pods a minute the simulated node completes in rule mode.
 
 use std::{collections::HashSet, time::Instant};
 
@@ -15,12 +15,9 @@ use serde_json::json;
 
 use crate::step;
 
-/// What to benchmark.
+/// Options of `bench node`.
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    /// `node`: how many pods a minute the simulated node completes in rule mode.
-    #[arg(default_value = "node")]
-    pub suite: String,
+pub struct Args {
     /// Number of pods.
     #[arg(long, default_value_t = 2000)]
     pub pods: usize,
@@ -29,17 +26,7 @@ pub struct BenchArgs {
     pub concurrency: usize,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.suite == "node",
-        "unknown bench suite {:?}; available: node",
-        args.suite
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(node_throughput(args))
-}
-
-async fn node_throughput(args: &BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: &Args) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("omjob-bench-").tempdir()?;
     step("Starting a rule-mode testbed (pods finish without processes)");
     let testbed = Testbed::start(
