@@ -6,6 +6,7 @@
 //! structured logging, Lease-based leader election and an injectable clock. The binary
 //! (`main.rs`) wires them together.
 
+pub mod api_client;
 pub mod clock;
 pub mod config;
 pub mod http;

@@ -75,6 +75,12 @@ struct TransitionLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ApiRequestLabels {
+    verb: &'static str,
+    resource: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct InfoLabels {
     version: &'static str,
 }
@@ -95,6 +101,7 @@ pub struct Metrics {
     transitions: Family<TransitionLabels, Counter>,
     ready: Gauge,
     exit_handler_latency: Histogram,
+    api_requests: Family<ApiRequestLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -123,6 +130,7 @@ impl Metrics {
         let ready = Gauge::default();
         let info = Family::<InfoLabels, Gauge>::default();
         let exit_handler_latency = Histogram::new(EXIT_HANDLER_LATENCY_BUCKETS);
+        let api_requests = Family::<ApiRequestLabels, Counter>::default();
 
         info.get_or_create(&InfoLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -164,6 +172,11 @@ impl Metrics {
             Unit::Seconds,
             exit_handler_latency.clone(),
         );
+        sub.register(
+            "api_requests",
+            "Requests this process sent to the Kubernetes API server, by verb and resource",
+            api_requests.clone(),
+        );
 
         Self {
             registry,
@@ -174,6 +187,7 @@ impl Metrics {
             transitions,
             ready,
             exit_handler_latency,
+            api_requests,
         }
     }
 
@@ -226,6 +240,14 @@ impl Metrics {
         self.exit_handler_latency.observe(secs);
     }
 
+    /// Counts one request to the API server. `resource` is a bounded set: the resource types this
+    /// process touches, with their subresource (`omjobs/status`), never an object name.
+    pub fn api_request(&self, verb: &'static str, resource: String) {
+        self.api_requests
+            .get_or_create(&ApiRequestLabels { verb, resource })
+            .inc();
+    }
+
     /// The registry in OpenMetrics text format (see [`CONTENT_TYPE`]).
     ///
     /// # Errors
@@ -255,6 +277,7 @@ mod tests {
         metrics.transition(Some("Pending"), "Running");
         metrics.set_ready(true);
         metrics.exit_handler_latency(0.003);
+        metrics.api_request("patch", "omjobs/status".to_owned());
 
         let text = metrics.encode().unwrap();
         for expected in [
@@ -275,6 +298,7 @@ mod tests {
             ),
             r#"omjob_exit_handler_latency_seconds_bucket{le="0.005"} 1"#,
             "omjob_exit_handler_latency_seconds_count 1",
+            r#"omjob_api_requests_total{verb="patch",resource="omjobs/status"} 1"#,
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

@@ -21,6 +21,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use tokio::sync::watch;
 
 use crate::{
+    api_client,
     clock::SystemClock,
     config::{LogFormat, OperatorConfig, WatchNamespaces},
     http::{self, HttpState},
@@ -66,10 +67,12 @@ pub async fn run() -> anyhow::Result<()> {
         "starting omjob-operator"
     );
 
-    let client = kube::Client::try_default()
-        .await
-        .context("failed to build a Kubernetes client")?;
     let metrics = Arc::new(Metrics::new());
+    let kube_config = kube::Config::infer()
+        .await
+        .context("no Kubernetes configuration (in-cluster service account or KUBECONFIG)")?;
+    let client =
+        api_client::counted(kube_config, metrics.clone()).context("failed to build a Kubernetes client")?;
     let ready = Arc::new(AtomicBool::new(false));
     let leader = Arc::new(AtomicBool::new(!config.leader_election));
     let (stop_http, http_stop) = watch::channel(false);
