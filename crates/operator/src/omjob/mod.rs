@@ -107,6 +107,15 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// Reading the node of a pod failed. Not knowing is not "lost": the pass is retried, because
+    /// treating an unreachable API server as a deleted node would end healthy runs.
+    #[error("failed to read node {name}")]
+    GetNode {
+        /// Node name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The OMJob has no namespace or name (never true for objects from a watch).
     #[error("OMJob has no namespace or name")]
     MissingMetadata,
@@ -123,6 +132,7 @@ impl Error {
             Self::PatchStatus { .. } => "patch_status",
             Self::Finalizer { .. } => "finalizer",
             Self::RenderPod { .. } => "render_pod",
+            Self::GetNode { .. } => "get_node",
             Self::MissingMetadata => "metadata",
         }
     }
@@ -151,13 +161,22 @@ async fn get_owned(api: &Api<Pod>, name: &str, omjob: &OMJob) -> Result<Option<P
     Ok(pod.filter(|p| owned_by(p, omjob)))
 }
 
-/// Since when `node` has not been Ready, or `None` when it is Ready (or unknown to us).
-async fn node_down_since(ctx: &Context, pod: Option<&Pod>) -> Option<k8s_openapi::jiff::Timestamp> {
-    let pod = pod?;
+/// Since when the node of `pod` has not been Ready, or `None` when it is Ready (or the pod is
+/// finished or unscheduled).
+///
+/// # Errors
+/// The node could not be read (the API server is unreachable, for instance).
+async fn node_down_since(
+    ctx: &Context,
+    pod: Option<&Pod>,
+) -> Result<Option<k8s_openapi::jiff::Timestamp>, Error> {
+    let Some(pod) = pod else { return Ok(None) };
     if outcome::finished(pod).is_some() {
-        return None;
+        return Ok(None);
     }
-    let node_name = outcome::node_name(pod)?;
+    let Some(node_name) = outcome::node_name(pod) else {
+        return Ok(None);
+    };
     let node = match &ctx.nodes {
         Some(store) => store
             .get(&kube::runtime::reflector::ObjectRef::new(node_name))
@@ -165,26 +184,26 @@ async fn node_down_since(ctx: &Context, pod: Option<&Pod>) -> Option<k8s_openapi
         None => Api::<Node>::all(ctx.client.clone())
             .get_opt(node_name)
             .await
-            .ok()
-            .flatten(),
+            .map_err(|source| Error::GetNode {
+                name: node_name.to_owned(),
+                source,
+            })?,
     };
     let Some(node) = node else {
         // A pod bound to a node that no longer exists is as lost as it gets.
-        return Some(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        return Ok(Some(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     };
     let ready = node
-        .status?
-        .conditions?
-        .into_iter()
-        .find(|c| c.type_ == "Ready")?;
-    if ready.status == "True" {
-        return None;
-    }
-    Some(
-        ready
-            .last_transition_time
-            .map_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH, |t| t.0),
-    )
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready"));
+    Ok(match ready {
+        Some(r) if r.status != "True" => Some(
+            r.last_transition_time
+                .map_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH, |t| t.0),
+        ),
+        _ => None,
+    })
 }
 
 struct Run<'a> {
@@ -399,8 +418,8 @@ async fn reconcile_inner(omjob: Arc<OMJob>, ctx: &Context) -> Result<Requeue, Er
     // passes cover the longest chain (create main → find it → main ended → create exit → confirm).
     for _ in 0..6 {
         let now = ctx.clock.now();
-        let main_node_down_since = node_down_since(ctx, main.as_ref()).await;
-        let exit_node_down_since = node_down_since(ctx, exit.as_ref()).await;
+        let main_node_down_since = node_down_since(ctx, main.as_ref()).await?;
+        let exit_node_down_since = node_down_since(ctx, exit.as_ref()).await?;
         let obs = Observation {
             omjob: &run.omjob,
             main: main.as_ref(),

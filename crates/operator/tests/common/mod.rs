@@ -8,7 +8,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use k8s_openapi::{
     api::{
         core::v1::{Pod, Secret, ServiceAccount},
-        rbac::v1::{ClusterRole, ClusterRoleBinding},
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -29,6 +29,8 @@ use omjob_operator::{
 use omjob_testbed::fixture::{self, TestNamespace, wait_for_service_account};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
+
+pub mod process;
 
 static CLUSTER_SETUP: OnceCell<()> = OnceCell::const_new();
 
@@ -70,16 +72,20 @@ pub struct Harness {
     pub admin: Client,
     pub operator: Client,
     pub trace_dir: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
+    /// The operator service account's token, for operators run as separate processes.
+    pub operator_token: String,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
-async fn service_account_client(admin: &Client, ns: &str, sa: &str) -> Client {
+async fn service_account_token(admin: &Client, ns: &str, sa: &str) -> String {
     wait_for_service_account(admin, ns, sa, Duration::from_secs(60))
         .await
         .unwrap();
@@ -92,21 +98,53 @@ async fn service_account_client(admin: &Client, ns: &str, sa: &str) -> Client {
         .get(&secret_name)
         .await
         .unwrap();
-    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap()
+}
+
+async fn token_client(token: &str) -> Client {
     let kubeconfig = fixture::shared().kubeconfig();
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
     let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
         .unwrap();
     config.auth_info = kube::config::AuthInfo {
-        token: Some(token.into()),
+        token: Some(token.to_owned().into()),
         ..Default::default()
     };
     Client::try_from(config).unwrap()
 }
 
 impl Harness {
+    /// A namespace with the controller running in-process.
     pub async fn start(prefix: &str, settings: Settings) -> Self {
+        let mut h = Self::prepare(prefix).await;
+        let metrics = Metrics::new();
+        let ctx = Arc::new(Context {
+            client: h.operator.clone(),
+            recorder: Recorder::new(
+                h.operator.clone(),
+                Reporter {
+                    controller: "omjob-operator".into(),
+                    instance: None,
+                },
+            ),
+            metrics: Arc::new(metrics),
+            clock: Arc::new(SystemClock),
+            settings,
+            nodes: None,
+        });
+        h.task = Some(tokio::spawn(omjob::run(
+            ctx,
+            Some(vec![h.ns().to_owned()]),
+            4,
+            std::future::pending::<()>(),
+        )));
+        h
+    }
+
+    /// A namespace with the operator's service accounts and bindings (the ClusterRole, and the
+    /// leader-election Role in this namespace), but no controller running.
+    pub async fn prepare(prefix: &str) -> Self {
         let ns = fixture::shared().namespace(prefix).await;
         let admin = ns.client();
         cluster_setup(&admin).await;
@@ -134,35 +172,36 @@ impl Harness {
         )
         .await
         .unwrap();
-        let operator = service_account_client(&admin, ns.name(), "omjob-operator").await;
-
-        let metrics = Metrics::new();
-        let ctx = Arc::new(Context {
-            client: operator.clone(),
-            recorder: Recorder::new(
-                operator.clone(),
-                Reporter {
-                    controller: "omjob-operator".into(),
-                    instance: None,
-                },
-            ),
-            metrics: Arc::new(metrics),
-            clock: Arc::new(SystemClock),
-            settings,
-            nodes: None,
-        });
-        let task = tokio::spawn(omjob::run(
-            ctx,
-            Some(vec![ns.name().to_owned()]),
-            4,
-            std::future::pending::<()>(),
-        ));
+        let role_file = format!(
+            "{}/../../deploy/rbac/clusterrole.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(role_file).unwrap();
+        let mut lease_role: Role = serde_yaml_ng::from_str(text.split("\n---\n").nth(1).unwrap()).unwrap();
+        lease_role.metadata.namespace = Some(ns.name().to_owned());
+        Api::<Role>::namespaced(admin.clone(), ns.name())
+            .create(&pp, &lease_role)
+            .await
+            .unwrap();
+        let lease_binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "omjob-operator-leader-election"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "omjob-operator-leader-election"},
+            "subjects": [{"kind": "ServiceAccount", "name": "omjob-operator", "namespace": ns.name()}]
+        }))
+        .unwrap();
+        Api::<RoleBinding>::namespaced(admin.clone(), ns.name())
+            .create(&pp, &lease_binding)
+            .await
+            .unwrap();
+        let operator_token = service_account_token(&admin, ns.name(), "omjob-operator").await;
+        let operator = token_client(&operator_token).await;
         Self {
             ns,
             admin,
             operator,
             trace_dir: tempfile::tempdir().unwrap(),
-            task,
+            operator_token,
+            task: None,
         }
     }
 

@@ -167,10 +167,11 @@ impl PodRunner {
         // A lost node is partitioned: it keeps running pods but cannot tell anyone.
         self.node.wait_reachable().await;
         let body = serde_json::json!({"status": status::render(pod, containers)});
-        // The kubelet re-syncs status; this node reports each change once, so a transient API
-        // error (the API server restarting in a fault test) is retried instead of lost.
+        // The kubelet re-syncs status until the API server takes it; this node reports each change
+        // once, so an API error (the API server restarting in a fault test, for as long as that
+        // takes) is retried instead of lost. Only the pod's disappearance ends the attempts.
         let mut delay = Duration::from_millis(100);
-        for attempt in 1..=8 {
+        for attempt in 1u32.. {
             match self
                 .api
                 .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&body))
@@ -180,7 +181,11 @@ impl PodRunner {
                 // The pod is gone: nothing left to report.
                 Err(kube::Error::Api(e)) if e.code == 404 => return,
                 Err(e) => {
-                    tracing::debug!(pod = %self.name, attempt, error = %e, "status update failed");
+                    if attempt % 10 == 0 {
+                        tracing::warn!(pod = %self.name, attempt, error = %e, "status update still failing");
+                    } else {
+                        tracing::debug!(pod = %self.name, attempt, error = %e, "status update failed");
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }

@@ -1,0 +1,138 @@
+//! The `omjob-operator` binary run as a separate process against the testbed, under the
+//! operator service account's token, so that tests can SIGKILL it and start it again.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Stdio},
+};
+
+use omjob_testbed::{fixture, process};
+
+use super::Harness;
+
+/// A running operator process; SIGKILLed when dropped.
+pub struct OperatorProcess {
+    child: Child,
+    pub identity: String,
+    pub log: PathBuf,
+}
+
+/// How to run the process.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub identity: String,
+    pub leader_election: bool,
+    /// Start the binary again whenever it exits, as the kubelet does for a Deployment's pod
+    /// (`restartPolicy: Always`); a replica that loses its Lease exits and comes back a standby.
+    pub restart_on_exit: bool,
+}
+
+impl Options {
+    pub fn single(identity: &str) -> Self {
+        Self {
+            identity: identity.to_owned(),
+            leader_election: false,
+            restart_on_exit: false,
+        }
+    }
+
+    pub fn replica(identity: &str) -> Self {
+        Self {
+            identity: identity.to_owned(),
+            leader_election: true,
+            restart_on_exit: true,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A kubeconfig for the testbed that authenticates with the operator's service-account token.
+fn operator_kubeconfig(h: &Harness) -> PathBuf {
+    let path = h.trace_dir.path().join("operator.kubeconfig");
+    if !path.exists() {
+        let admin = kube::config::Kubeconfig::read_from(fixture::shared().kubeconfig()).unwrap();
+        let mut value = serde_json::to_value(&admin).unwrap();
+        for user in value["users"].as_array_mut().unwrap() {
+            user["user"] = serde_json::json!({"token": h.operator_token});
+        }
+        std::fs::write(&path, serde_yaml_ng::to_string(&value).unwrap()).unwrap();
+    }
+    path
+}
+
+impl OperatorProcess {
+    /// Starts `omjob-operator run` watching the harness namespace, with its Lease there too.
+    pub fn start(h: &Harness, opts: &Options) -> Self {
+        let log = h.trace_dir.path().join(format!("{}.log", opts.identity));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let binary = PathBuf::from(env!("CARGO_BIN_EXE_omjob-operator"));
+        let mut cmd = if opts.restart_on_exit {
+            // The loop's shell dies with the test; each operator it starts dies with the shell.
+            let mut cmd = process::guarded_command(std::path::Path::new("sh"));
+            cmd.args([
+                "-c",
+                "while :; do setpriv --pdeathsig KILL -- \"$0\" run; echo \"supervisor: operator exited with $?, restarting\"; sleep 1; done",
+            ])
+            .arg(&binary);
+            cmd
+        } else {
+            let mut cmd = process::guarded_command(&binary);
+            cmd.arg("run");
+            cmd
+        };
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KUBECONFIG", operator_kubeconfig(h))
+            .env("WATCH_NAMESPACES", h.ns())
+            .env("OPERATOR_NAMESPACE", h.ns())
+            .env("POD_NAME", &opts.identity)
+            .env("HEALTH_CHECK_PORT", free_port().to_string())
+            .env("LEADER_ELECTION", opts.leader_election.to_string())
+            .env("LOG_FORMAT", "text")
+            .env("LOG_LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        let child = process::spawn(cmd).unwrap();
+        Self {
+            child,
+            identity: opts.identity.clone(),
+            log,
+        }
+    }
+
+    /// SIGKILL, and reap the process: nothing of it runs after this returns.
+    pub fn kill(mut self) {
+        self.kill_now();
+    }
+
+    fn kill_now(&mut self) {
+        // `setpriv` execs the operator (or the supervising shell, whose operator then gets its
+        // parent-death SIGKILL), so killing the child kills the operator.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The process's output so far, for failure messages.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
+}
