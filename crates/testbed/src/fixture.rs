@@ -15,11 +15,14 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::{
+    api::core::v1::{Namespace, Secret, ServiceAccount},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
 use kube::{
     Api, Client,
-    api::{DeleteParams, PostParams},
-    runtime::wait::await_condition,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::wait::{await_condition, conditions},
 };
 
 use crate::{Testbed, TestbedOptions, controlplane::client_from_kubeconfig};
@@ -178,6 +181,109 @@ pub async fn wait_for_service_account(
         .map_err(|_| format!("service account {ns}/{name} has no token after {limit:?}"))?
         .map(|_| ())
         .map_err(|e| format!("watching service account {ns}/{name}: {e}"))
+}
+
+/// A service account's credentials, to run code under its RBAC instead of as cluster admin.
+#[derive(Clone)]
+pub struct ServiceAccountCredentials {
+    token: String,
+}
+
+impl std::fmt::Debug for ServiceAccountCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceAccountCredentials(<token>)")
+    }
+}
+
+impl ServiceAccountCredentials {
+    /// Waits for service account `ns/sa` to have its token secret and reads the token.
+    ///
+    /// # Panics
+    /// When the account or its token does not appear within a minute.
+    pub async fn read(admin: &Client, ns: &str, sa: &str) -> Self {
+        wait_for_service_account(admin, ns, sa, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let account = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+            .get(sa)
+            .await
+            .expect("read service account");
+        let secret_name = account
+            .secrets
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|r| r.name)
+            .expect("service account token secret");
+        let secret = Api::<Secret>::namespaced(admin.clone(), ns)
+            .get(&secret_name)
+            .await
+            .expect("read token secret");
+        let token = secret
+            .data
+            .and_then(|d| d.get("token").map(|t| t.0.clone()))
+            .expect("token in secret");
+        Self {
+            token: String::from_utf8(token).expect("token is UTF-8"),
+        }
+    }
+
+    /// A client of the shared testbed that authenticates with this token.
+    ///
+    /// # Panics
+    /// When the testbed's kubeconfig cannot be loaded.
+    pub async fn client(&self) -> Client {
+        let kc = kube::config::Kubeconfig::read_from(shared().kubeconfig()).expect("kubeconfig");
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig");
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(self.token.clone().into()),
+            ..Default::default()
+        };
+        Client::try_from(config).expect("client")
+    }
+
+    /// Writes a kubeconfig for the shared testbed that authenticates with this token, for a
+    /// binary run as a child process, and returns its path.
+    ///
+    /// # Panics
+    /// When the file cannot be written.
+    pub fn write_kubeconfig(&self, path: &Path) -> PathBuf {
+        let admin = kube::config::Kubeconfig::read_from(shared().kubeconfig()).expect("kubeconfig");
+        let mut value = serde_json::to_value(&admin).expect("kubeconfig to JSON");
+        if let Some(users) = value["users"].as_array_mut() {
+            for user in users {
+                user["user"] = serde_json::json!({"token": self.token});
+            }
+        }
+        let text = serde_json::to_string(&value).expect("kubeconfig JSON");
+        // JSON is YAML: kubeconfig readers take either.
+        std::fs::write(path, text).expect("write kubeconfig");
+        path.to_owned()
+    }
+}
+
+/// Installs (server-side apply) `crds` and waits until each is Established.
+///
+/// # Panics
+/// When a CRD is rejected or not established within 30 s.
+pub async fn install_crds(admin: &Client, crds: Vec<CustomResourceDefinition>, manager: &str) {
+    let api: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let ssa = PatchParams::apply(manager).force();
+    for crd in crds {
+        let name = crd.metadata.name.clone().expect("CRD name");
+        api.patch(&name, &ssa, &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CRD {name} not established within 30s"))
+        .unwrap_or_else(|e| panic!("watch CRD {name}: {e}"));
+    }
 }
 
 /// A namespace that exists for one test.

@@ -5,19 +5,16 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use k8s_openapi::{
-    api::{
-        core::v1::{Pod, Secret, ServiceAccount},
-        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+use k8s_openapi::api::{
+    core::v1::{Pod, ServiceAccount},
+    rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
 };
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
     runtime::{
         events::{Recorder, Reporter},
-        wait::{await_condition, conditions},
+        wait::await_condition,
     },
 };
 use omjob_api::OMJob;
@@ -26,7 +23,7 @@ use omjob_operator::{
     metrics::Metrics,
     omjob::{self, Context, decide::Settings},
 };
-use omjob_testbed::fixture::{self, TestNamespace, wait_for_service_account};
+use omjob_testbed::fixture::{self, ServiceAccountCredentials, TestNamespace, wait_for_service_account};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -38,19 +35,8 @@ static CLUSTER_SETUP: OnceCell<()> = OnceCell::const_new();
 pub async fn cluster_setup(admin: &Client) {
     CLUSTER_SETUP
         .get_or_init(|| async {
-            let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+            fixture::install_crds(admin, omjob_api::crds::all(), "omjob-tests").await;
             let ssa = PatchParams::apply("omjob-tests").force();
-            for crd in omjob_api::crds::all() {
-                let name = crd.metadata.name.clone().unwrap();
-                crds.patch(&name, &ssa, &Patch::Apply(&crd)).await.unwrap();
-                tokio::time::timeout(
-                    Duration::from_secs(30),
-                    await_condition(crds.clone(), &name, conditions::is_crd_established()),
-                )
-                .await
-                .unwrap()
-                .unwrap();
-            }
             let path = format!(
                 "{}/../../deploy/rbac/clusterrole.yaml",
                 env!("CARGO_MANIFEST_DIR")
@@ -73,7 +59,7 @@ pub struct Harness {
     pub operator: Client,
     pub trace_dir: tempfile::TempDir,
     /// The operator service account's token, for operators run as separate processes.
-    pub operator_token: String,
+    pub operator_credentials: ServiceAccountCredentials,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -83,35 +69,6 @@ impl Drop for Harness {
             task.abort();
         }
     }
-}
-
-async fn service_account_token(admin: &Client, ns: &str, sa: &str) -> String {
-    wait_for_service_account(admin, ns, sa, Duration::from_secs(60))
-        .await
-        .unwrap();
-    let account = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
-        .get(sa)
-        .await
-        .unwrap();
-    let secret_name = account.secrets.unwrap()[0].name.clone().unwrap();
-    let secret = Api::<Secret>::namespaced(admin.clone(), ns)
-        .get(&secret_name)
-        .await
-        .unwrap();
-    String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap()
-}
-
-async fn token_client(token: &str) -> Client {
-    let kubeconfig = fixture::shared().kubeconfig();
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .unwrap();
-    config.auth_info = kube::config::AuthInfo {
-        token: Some(token.to_owned().into()),
-        ..Default::default()
-    };
-    Client::try_from(config).unwrap()
 }
 
 impl Harness {
@@ -193,14 +150,14 @@ impl Harness {
             .create(&pp, &lease_binding)
             .await
             .unwrap();
-        let operator_token = service_account_token(&admin, ns.name(), "omjob-operator").await;
-        let operator = token_client(&operator_token).await;
+        let operator_credentials = ServiceAccountCredentials::read(&admin, ns.name(), "omjob-operator").await;
+        let operator = operator_credentials.client().await;
         Self {
             ns,
             admin,
             operator,
             trace_dir: tempfile::tempdir().unwrap(),
-            operator_token,
+            operator_credentials,
             task: None,
         }
     }

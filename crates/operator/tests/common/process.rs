@@ -7,7 +7,7 @@ use std::{
     process::{Child, Stdio},
 };
 
-use omjob_testbed::{fixture, process};
+use omjob_testbed::process;
 
 use super::Harness;
 
@@ -56,16 +56,8 @@ fn free_port() -> u16 {
 
 /// A kubeconfig for the testbed that authenticates with the operator's service-account token.
 fn operator_kubeconfig(h: &Harness) -> PathBuf {
-    let path = h.trace_dir.path().join("operator.kubeconfig");
-    if !path.exists() {
-        let admin = kube::config::Kubeconfig::read_from(fixture::shared().kubeconfig()).unwrap();
-        let mut value = serde_json::to_value(&admin).unwrap();
-        for user in value["users"].as_array_mut().unwrap() {
-            user["user"] = serde_json::json!({"token": h.operator_token});
-        }
-        std::fs::write(&path, serde_yaml_ng::to_string(&value).unwrap()).unwrap();
-    }
-    path
+    h.operator_credentials
+        .write_kubeconfig(&h.trace_dir.path().join("operator.kubeconfig"))
 }
 
 impl OperatorProcess {
