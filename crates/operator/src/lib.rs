@@ -9,6 +9,7 @@
 pub mod api_client;
 pub mod clock;
 pub mod config;
+pub mod cronomjob;
 pub mod http;
 pub mod leader;
 pub mod metrics;

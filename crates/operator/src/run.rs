@@ -162,7 +162,22 @@ pub async fn run() -> anyhow::Result<()> {
     ready.store(true, Ordering::SeqCst);
     metrics.set_ready(true);
     tracing::info!("ready");
-    omjob::run(ctx, namespaces, config.reconciliation_threads, shutdown).await;
+    let cron_ctx = crate::cronomjob::Context {
+        client: ctx.client.clone(),
+        recorder: ctx.recorder.clone(),
+        metrics: metrics.clone(),
+        clock: ctx.clock.clone(),
+        settings: crate::cronomjob::decide::Settings::default(),
+    };
+    tokio::join!(
+        omjob::run(
+            ctx,
+            namespaces.clone(),
+            config.reconciliation_threads,
+            shutdown.clone()
+        ),
+        crate::cronomjob::run(cron_ctx, namespaces, config.reconciliation_threads, shutdown),
+    );
 
     ready.store(false, Ordering::SeqCst);
     metrics.set_ready(false);

@@ -27,6 +27,7 @@ use omjob_testbed::fixture::{self, ServiceAccountCredentials, TestNamespace, wai
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
+pub mod cron;
 pub mod process;
 
 static CLUSTER_SETUP: OnceCell<()> = OnceCell::const_new();

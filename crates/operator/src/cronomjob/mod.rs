@@ -1,0 +1,442 @@
+//! The CronOMJob controller: watches CronOMJobs and the OMJobs they own, and creates one OMJob
+//! per due slot as [`decide`] says, with Kubernetes CronJob semantics (missed slots, deadline,
+//! concurrency policy, suspend, history limits).
+//!
+//! The IO shell: it reads the OMJobs a CronOMJob controls from a reflector cache (re-reading
+//! from the API any run the status lists that the cache has not seen yet, so a stale cache never
+//! makes a Forbid check miss a run just created), asks [`decide::decide`] what to do, deletes and
+//! creates OMJobs, then writes the status with server-side apply and publishes the events.
+
+pub mod decide;
+pub mod schedule;
+pub mod spawn;
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Api, Client, Resource as _, ResourceExt as _,
+    api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
+    runtime::{
+        Controller, WatchStreamExt as _,
+        controller::{self, Action as Requeue},
+        events::{Event, EventType, Recorder},
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use omjob_api::{CronOMJob, OMJob};
+use serde_json::json;
+
+use crate::{clock::Clock, metrics::Metrics, omjob::decide::EventNote};
+use decide::{Action, Decision, Observation, Settings};
+
+/// Field manager of the CronOMJob status writes (server-side apply).
+pub const FIELD_MANAGER: &str = "omjob-operator-cronomjob";
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "cronomjob";
+
+/// Everything a reconcile needs besides the OMJob cache.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Event publisher.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Time source: slots are due by this clock.
+    pub clock: Arc<dyn Clock>,
+    /// Decision settings.
+    pub settings: Settings,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The context plus the OMJob caches the controller keeps (one per watched scope).
+struct Shared {
+    ctx: Context,
+    omjobs: Vec<Store<OMJob>>,
+}
+
+/// Errors of one reconcile; every one is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Creating the run of a slot failed.
+    #[error("failed to create OMJob {name}")]
+    CreateOMJob {
+        /// OMJob name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Deleting a run failed.
+    #[error("failed to delete OMJob {name}")]
+    DeleteOMJob {
+        /// OMJob name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Reading a run failed.
+    #[error("failed to read OMJob {name}")]
+    GetOMJob {
+        /// OMJob name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The status write failed.
+    #[error("failed to write the status of CronOMJob {name}")]
+    PatchStatus {
+        /// CronOMJob name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The CronOMJob has no namespace, name or UID (never true for objects from a watch).
+    #[error("CronOMJob has no namespace, name or uid")]
+    MissingMetadata,
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    #[must_use]
+    pub const fn category(&self) -> &'static str {
+        match self {
+            Self::CreateOMJob { .. } => "create_omjob",
+            Self::DeleteOMJob { .. } => "delete_omjob",
+            Self::GetOMJob { .. } => "get_omjob",
+            Self::PatchStatus { .. } => "patch_status",
+            Self::MissingMetadata => "metadata",
+        }
+    }
+}
+
+async fn publish(recorder: &Recorder, reference: &ObjectReference, name: &str, note: &EventNote) {
+    let ev = Event {
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: note.reason.to_owned(),
+        note: Some(note.note.clone()),
+        action: "Schedule".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, reference).await {
+        tracing::warn!(cronomjob = %name, error = %e, "failed to publish event");
+    }
+}
+
+fn controlled_by(o: &OMJob, uid: &str) -> bool {
+    o.owner_references()
+        .iter()
+        .any(|r| r.uid == uid && r.controller == Some(true))
+}
+
+struct Pass<'a> {
+    ctx: &'a Context,
+    cron: &'a CronOMJob,
+    crons: Api<CronOMJob>,
+    omjobs: Api<OMJob>,
+    name: String,
+}
+
+impl Pass<'_> {
+    async fn publish(&self, note: &EventNote) {
+        publish(&self.ctx.recorder, &self.cron.object_ref(&()), &self.name, note).await;
+    }
+
+    async fn delete(&self, name: &str, uid: Option<&str>) -> Result<(), Error> {
+        let dp = DeleteParams {
+            preconditions: uid.map(|u| Preconditions {
+                uid: Some(u.to_owned()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match self.omjobs.delete(name, &dp).await {
+            // 404: already gone; 409: the precondition failed, so the name now holds another
+            // object that is not ours to delete.
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(source) => Err(Error::DeleteOMJob {
+                name: name.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Creates the run; `Ok(None)` when the name is taken by an OMJob this CronOMJob does not
+    /// control.
+    async fn create(&self, omjob: &OMJob, uid: &str) -> Result<Option<OMJob>, Error> {
+        let name = omjob.metadata.name.clone().unwrap_or_default();
+        match self.omjobs.create(&PostParams::default(), omjob).await {
+            Ok(created) => Ok(Some(created)),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // Created by an earlier pass (or another replica): the name is the lock.
+                let existing = self
+                    .omjobs
+                    .get_opt(&name)
+                    .await
+                    .map_err(|source| Error::GetOMJob {
+                        name: name.clone(),
+                        source,
+                    })?;
+                Ok(existing.filter(|o| controlled_by(o, uid)))
+            }
+            Err(source) => {
+                let text = match &source {
+                    kube::Error::Api(s) => s.message.clone(),
+                    other => other.to_string(),
+                };
+                self.publish(&EventNote {
+                    reason: "FailedCreate",
+                    note: format!("Error creating OMJob {name}: {text}"),
+                    warning: true,
+                })
+                .await;
+                Err(Error::CreateOMJob { name, source })
+            }
+        }
+    }
+
+    async fn write_status(&self, d: &Decision) -> Result<(), Error> {
+        if self.cron.status.clone().unwrap_or_default() == d.status {
+            return Ok(());
+        }
+        let body = json!({"apiVersion": omjob_api::API_VERSION, "kind": "CronOMJob", "status": d.status});
+        self.crons
+            .patch_status(
+                &self.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(|source| Error::PatchStatus {
+                name: self.name.clone(),
+                source,
+            })?;
+        Ok(())
+    }
+}
+
+/// The OMJobs `cron` controls: from the cache, plus any run the status lists as active that the
+/// cache has not caught up with yet (read from the API).
+async fn children(shared: &Shared, pass: &Pass<'_>, ns: &str, uid: &str) -> Result<Vec<OMJob>, Error> {
+    let mut found: Vec<OMJob> = shared
+        .omjobs
+        .iter()
+        .flat_map(Store::state)
+        .filter(|o| o.metadata.namespace.as_deref() == Some(ns) && controlled_by(o, uid))
+        .map(|o| (*o).clone())
+        .collect();
+    let listed = pass
+        .cron
+        .status
+        .as_ref()
+        .and_then(|s| s.active.clone())
+        .unwrap_or_default();
+    for a in listed {
+        if found
+            .iter()
+            .any(|o| o.metadata.name.as_deref() == Some(a.name.as_str()))
+        {
+            continue;
+        }
+        let fresh = pass
+            .omjobs
+            .get_opt(&a.name)
+            .await
+            .map_err(|source| Error::GetOMJob {
+                name: a.name.clone(),
+                source,
+            })?;
+        if let Some(o) = fresh.filter(|o| controlled_by(o, uid)) {
+            found.push(o);
+        }
+    }
+    Ok(found)
+}
+
+/// One reconcile of one CronOMJob.
+///
+/// # Errors
+/// Transient API failures; the controller retries them with backoff.
+#[tracing::instrument(skip(cron, shared), fields(cronomjob = %cron.name_any(), ns = cron.namespace().unwrap_or_default()))]
+async fn reconcile(cron: Arc<CronOMJob>, shared: Arc<Shared>) -> Result<Requeue, Error> {
+    let result = reconcile_inner(&cron, &shared).await;
+    shared.ctx.metrics.reconciled(CONTROLLER, result.is_ok());
+    result
+}
+
+async fn reconcile_inner(cron: &CronOMJob, shared: &Shared) -> Result<Requeue, Error> {
+    let ctx = &shared.ctx;
+    let ns = cron.namespace().ok_or(Error::MissingMetadata)?;
+    let name = cron.metadata.name.clone().ok_or(Error::MissingMetadata)?;
+    let uid = cron.metadata.uid.clone().ok_or(Error::MissingMetadata)?;
+    if cron.metadata.deletion_timestamp.is_some() {
+        // The garbage collector deletes its runs; nothing to schedule.
+        return Ok(Requeue::await_change());
+    }
+    let pass = Pass {
+        ctx,
+        cron,
+        crons: Api::namespaced(ctx.client.clone(), &ns),
+        omjobs: Api::namespaced(ctx.client.clone(), &ns),
+        name,
+    };
+    let children = children(shared, &pass, &ns, &uid).await?;
+    let obs = Observation {
+        cron,
+        children: &children,
+        now: ctx.clock.now(),
+    };
+    let mut d = decide::decide(&obs, &ctx.settings);
+    tracing::debug!(actions = d.actions.len(), status = ?d.status, "decided");
+
+    let mut events = std::mem::take(&mut d.events);
+    for action in &d.actions {
+        match action {
+            Action::Delete { name, uid } => pass.delete(name, uid.as_deref()).await?,
+            Action::Create(omjob) => {
+                let run = omjob.metadata.name.clone().unwrap_or_default();
+                match pass.create(omjob, &uid).await? {
+                    Some(created) => {
+                        let slot = d.status.last_schedule_time.as_ref().map(|t| t.0);
+                        let skew = slot.map(|s| ctx.clock.now().duration_since(s).as_secs_f64());
+                        tracing::info!(omjob = %run, slot = ?slot, skew_seconds = ?skew, "created the run of a slot");
+                        // Record the UID, so a later OMJob of the same name is told apart.
+                        for a in d.status.active.iter_mut().flatten() {
+                            if a.name == run {
+                                a.uid.clone_from(&created.metadata.uid);
+                            }
+                        }
+                    }
+                    None => {
+                        let text = format!(
+                            "OMJob {run} already exists and is not controlled by this CronOMJob; its slot did not run"
+                        );
+                        if let Some(active) = d.status.active.as_mut() {
+                            active.retain(|a| a.name != run);
+                        }
+                        d.status.active = d.status.active.take().filter(|a| !a.is_empty());
+                        d.status.message = Some(text.clone());
+                        events.retain(|e| e.reason != "SuccessfulCreate");
+                        events.push(EventNote {
+                            reason: "FailedCreate",
+                            note: text,
+                            warning: true,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    pass.write_status(&d).await?;
+    if !events.is_empty() {
+        // Events are best effort and not needed by the next pass: publishing them off the
+        // reconcile keeps one API round trip out of the path when many slots are due at once.
+        let recorder = ctx.recorder.clone();
+        let reference = cron.object_ref(&());
+        let name = pass.name.clone();
+        tokio::spawn(async move {
+            for note in &events {
+                publish(&recorder, &reference, &name, note).await;
+            }
+        });
+    }
+    Ok(d.requeue.map_or_else(Requeue::await_change, Requeue::requeue))
+}
+
+/// Backoff after a failed reconcile.
+fn error_policy(cron: Arc<CronOMJob>, error: &Error, shared: Arc<Shared>) -> Requeue {
+    shared.ctx.metrics.reconcile_error(CONTROLLER, error.category());
+    tracing::warn!(cronomjob = %cron.name_any(), error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "reconcile failed");
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller for `namespaces` (`None`: all) until `shutdown` resolves.
+pub async fn run(
+    ctx: Context,
+    namespaces: Option<Vec<String>>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let client = ctx.client.clone();
+    let scopes: Vec<(Api<CronOMJob>, Api<OMJob>)> = match namespaces {
+        None => vec![(Api::all(client.clone()), Api::all(client))],
+        Some(list) => list
+            .iter()
+            .map(|ns| {
+                (
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                )
+            })
+            .collect(),
+    };
+
+    // One OMJob cache per scope, fed by its own watch (a shared writer would let one scope's
+    // relist wipe the other's objects).
+    let mut stores = Vec::new();
+    let mut reflectors = Vec::new();
+    for (_, omjobs) in &scopes {
+        let (reader, writer) = reflector::store();
+        stores.push(reader);
+        reflectors.push(
+            reflector::reflector(
+                writer,
+                watcher(omjobs.clone(), watcher::Config::default().any_semantic()),
+            )
+            .default_backoff()
+            .for_each(|_| std::future::ready(()))
+            .boxed(),
+        );
+    }
+    let shared = Arc::new(Shared {
+        ctx,
+        omjobs: stores.clone(),
+    });
+
+    let controllers = async move {
+        let ready = async {
+            for store in &stores {
+                store.wait_until_ready().await?;
+            }
+            Ok::<(), reflector::store::WriterDropped>(())
+        };
+        // Reconciling before the cache is filled would see no runs (and, under Forbid, start one).
+        tokio::select! {
+            r = ready => if r.is_err() { return },
+            () = shutdown.clone() => return,
+        }
+        let streams = scopes.into_iter().map(|(crons, omjobs)| {
+            Controller::new(crons, watcher::Config::default().any_semantic())
+                .owns(omjobs, watcher::Config::default().any_semantic())
+                .with_config(controller::Config::default().concurrency(concurrency))
+                .graceful_shutdown_on(shutdown.clone())
+                .run(reconcile, error_policy, shared.clone())
+                .boxed()
+        });
+        futures::stream::select_all(streams)
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "controller event");
+                }
+            })
+            .await;
+    };
+    tokio::select! {
+        () = controllers => {}
+        _ = futures::future::join_all(reflectors) => {}
+    }
+}
