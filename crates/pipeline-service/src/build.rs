@@ -1,0 +1,585 @@
+//! Resource builders, one per object and mode: what a deploy or run writes to the API server.
+//!
+//! Pure functions of the configuration, the pipeline definition and (for runs) the run id; no IO.
+//! Objects are written as JSON in their wire shape and then read into their API types, so a
+//! field the type does not know fails here, in a unit test, rather than on the cluster.
+//!
+//! What reaches every pod, on-demand and scheduled, main and exit handler alike: image pull
+//! secrets, node selector, tolerations (upstream drops them on scheduled pods, #27852) and the
+//! security context. Credentials reach pods only as `secretKeyRef`s to the pipeline's Secret.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    ByteString,
+    api::{
+        batch::v1::Job,
+        core::v1::{ConfigMap, Secret},
+    },
+};
+use omjob_api::{CronOMJob, OMJob, env};
+use serde_json::{Value, json};
+
+use crate::{
+    config::{Config, Resources},
+    error::{Error, Result},
+    names::PipelineNames,
+    pipeline::PipelineDefinition,
+};
+
+/// Key of the workflow config in the ConfigMap (the reference's).
+pub const CONFIG_KEY: &str = "config";
+/// Key of the stored definition (credentials and workflow config left out) in the ConfigMap.
+pub const DEFINITION_KEY: &str = "pipeline.json";
+/// Seconds a standard-mode pod has for its preStop exit handler (upstream's value).
+const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// Whether a run is on demand (with its id) or made by a schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunKind<'a> {
+    /// `run`: a run id chosen now.
+    OnDemand(&'a str),
+    /// A CronJob's or CronOMJob's template.
+    Scheduled,
+}
+
+/// Builds one pipeline's objects.
+#[derive(Debug)]
+pub struct Builder<'a> {
+    config: &'a Config,
+    def: &'a PipelineDefinition,
+    names: PipelineNames,
+}
+
+fn typed<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|source| Error::Build {
+        what: what.to_owned(),
+        source,
+    })
+}
+
+fn map(m: &BTreeMap<String, String>) -> Value {
+    json!(m)
+}
+
+impl<'a> Builder<'a> {
+    /// A builder for `def` under `config`.
+    #[must_use]
+    pub fn new(config: &'a Config, def: &'a PipelineDefinition) -> Self {
+        Self {
+            config,
+            def,
+            names: PipelineNames::new(&def.name),
+        }
+    }
+
+    /// The pipeline's names.
+    #[must_use]
+    pub fn names(&self) -> &PipelineNames {
+        &self.names
+    }
+
+    fn labels(&self, run: RunKind<'_>) -> BTreeMap<String, String> {
+        let id = match run {
+            RunKind::OnDemand(id) => Some(id),
+            RunKind::Scheduled => None,
+        };
+        self.names.labels(self.def.pipeline_type.as_str(), id)
+    }
+
+    fn metadata(&self, name: &str, run: RunKind<'_>) -> Value {
+        json!({
+            "name": name,
+            "namespace": self.config.namespace,
+            "labels": self.labels(run),
+            "annotations": self.config.pod_annotations,
+        })
+    }
+
+    /// ConfigMap `om-config-<n>`: the workflow config and the stored definition.
+    ///
+    /// # Errors
+    /// When the definition cannot be serialised (not expected).
+    pub fn config_map(&self) -> Result<ConfigMap> {
+        let mut stored = self.def.clone();
+        stored.workflow_config = Value::Null;
+        stored.credentials.clear();
+        let stored = serde_json::to_string(&stored).map_err(|source| Error::Build {
+            what: "the stored pipeline definition".into(),
+            source,
+        })?;
+        typed(
+            "ConfigMap",
+            json!({
+                "metadata": {"name": self.names.config_map(), "namespace": self.config.namespace,
+                             "labels": self.labels(RunKind::Scheduled)},
+                "data": {CONFIG_KEY: self.def.workflow_yaml()?, DEFINITION_KEY: stored},
+            }),
+        )
+    }
+
+    /// Secret `om-secret-<n>`: one key per credential.
+    #[must_use]
+    pub fn secret(&self) -> Secret {
+        Secret {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(self.names.secret()),
+                namespace: Some(self.config.namespace.clone()),
+                labels: Some(self.labels(RunKind::Scheduled)),
+                ..Default::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some(
+                self.def
+                    .credentials
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn image(&self) -> &str {
+        self.def
+            .overrides
+            .image
+            .as_deref()
+            .unwrap_or(&self.config.ingestion_image)
+    }
+
+    fn command(&self) -> Vec<String> {
+        self.def
+            .overrides
+            .command
+            .clone()
+            .unwrap_or_else(|| self.config.ingestion_command.clone())
+    }
+
+    fn resources(&self) -> Resources {
+        self.def
+            .overrides
+            .resources
+            .clone()
+            .unwrap_or_else(|| self.config.resources.clone())
+    }
+
+    fn node_selector(&self) -> BTreeMap<String, String> {
+        let mut out = self.config.node_selector.clone();
+        out.extend(self.def.overrides.node_selector.clone().unwrap_or_default());
+        out
+    }
+
+    fn tolerations(&self) -> Value {
+        let mut out = self.config.tolerations.clone();
+        out.extend(self.def.overrides.tolerations.clone().unwrap_or_default());
+        json!(out)
+    }
+
+    fn pull_secrets(&self) -> Value {
+        json!(
+            self.config
+                .image_pull_secrets
+                .iter()
+                .map(|n| json!({"name": n}))
+                .collect::<Vec<_>>()
+        )
+    }
+
+    fn seccomp(&self) -> Option<Value> {
+        self.config.seccomp_profile_type.as_ref().map(|t| {
+            let mut v = json!({"type": t});
+            if let Some(p) = &self.config.seccomp_localhost_profile {
+                v["localhostProfile"] = json!(p);
+            }
+            v
+        })
+    }
+
+    fn pod_security_context(&self) -> Value {
+        let c = self.config;
+        let mut sc = json!({"runAsUser": c.run_as_user, "runAsGroup": c.run_as_group, "fsGroup": c.fs_group});
+        if c.run_as_non_root {
+            sc["runAsNonRoot"] = json!(true);
+        }
+        if let Some(s) = self.seccomp() {
+            sc["seccompProfile"] = s;
+        }
+        sc
+    }
+
+    fn container_security_context(&self) -> Value {
+        let c = self.config;
+        let mut sc = json!({"runAsUser": c.run_as_user, "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": false, "capabilities": {"drop": ["ALL"]}});
+        if c.run_as_non_root {
+            sc["runAsNonRoot"] = json!(true);
+        }
+        if let Some(s) = self.seccomp() {
+            sc["seccompProfile"] = s;
+        }
+        sc
+    }
+
+    fn value(name: &str, value: &str) -> Value {
+        json!({"name": name, "value": value})
+    }
+
+    fn field(name: &str, path: &str) -> Value {
+        json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+    }
+
+    /// Env shared by every container: config (from the ConfigMap), type, FQN, credentials
+    /// (from the Secret), extras. Run-specific variables are added by the callers.
+    fn base_env(&self) -> Vec<Value> {
+        let mut env = vec![
+            json!({"name": env::CONFIG, "valueFrom": {"configMapKeyRef": {"name": self.names.config_map(), "key": CONFIG_KEY}}}),
+            Self::value(env::PIPELINE_TYPE, self.def.pipeline_type.as_str()),
+            Self::value(env::INGESTION_PIPELINE_FQN, self.def.fqn()),
+        ];
+        for key in &self.def.credential_names {
+            env.push(json!({"name": key, "valueFrom": {"secretKeyRef": {"name": self.names.secret(), "key": key}}}));
+        }
+        env
+    }
+
+    fn extra_env(&self) -> impl Iterator<Item = Value> + '_ {
+        self.config.extra_env_vars.iter().map(|(k, v)| Self::value(k, v))
+    }
+
+    // ----- standard mode -----
+
+    /// Env of the standard-mode container; it also serves the preStop exit handler, which only
+    /// runs when Kubernetes terminates the pod, so `pipelineStatus` is `failed`.
+    fn job_env(&self, run: RunKind<'_>, job_name: &str) -> Vec<Value> {
+        let mut env = self.base_env();
+        match run {
+            RunKind::OnDemand(id) => {
+                env.push(Self::value(env::PIPELINE_RUN_ID, id));
+                env.push(Self::value(env::JOB_NAME, job_name));
+            }
+            RunKind::Scheduled => {
+                // The Job's uid and name are only known when the CronJob creates it; the Job
+                // controller labels its pods with both.
+                env.push(Self::field(
+                    env::PIPELINE_RUN_ID,
+                    "metadata.labels['controller-uid']",
+                ));
+                env.push(Self::field(env::JOB_NAME, "metadata.labels['job-name']"));
+            }
+        }
+        env.push(Self::value(env::NAMESPACE, &self.config.namespace));
+        env.push(Self::value(env::PIPELINE_STATUS, env::PIPELINE_STATUS_FAILED));
+        env.extend(self.extra_env());
+        env
+    }
+
+    fn job_spec(&self, run: RunKind<'_>, job_name: &str) -> Value {
+        let c = self.config;
+        let r = self.resources();
+        json!({
+            "backoffLimit": c.backoff_limit,
+            "activeDeadlineSeconds": c.active_deadline_seconds,
+            "ttlSecondsAfterFinished": c.ttl_seconds_after_finished,
+            "template": {
+                "metadata": {"labels": self.labels(run), "annotations": c.pod_annotations},
+                "spec": {
+                    "serviceAccountName": c.service_account_name,
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+                    "imagePullSecrets": self.pull_secrets(),
+                    "nodeSelector": self.node_selector(),
+                    "tolerations": self.tolerations(),
+                    "securityContext": self.pod_security_context(),
+                    "containers": [{
+                        "name": "main",
+                        "image": self.image(),
+                        "imagePullPolicy": c.image_pull_policy,
+                        "command": self.command(),
+                        "env": self.job_env(run, job_name),
+                        "resources": {"requests": map(&r.requests), "limits": map(&r.limits)},
+                        "securityContext": self.container_security_context(),
+                        "lifecycle": {"preStop": {"exec": {"command": c.exit_handler_command}}},
+                    }],
+                },
+            },
+        })
+    }
+
+    /// The Job of an on-demand run (standard mode).
+    ///
+    /// # Errors
+    /// When the object does not fit the Job type (a bug).
+    pub fn job(&self, run_id: &str) -> Result<Job> {
+        let name = self.names.run(run_id);
+        let run = RunKind::OnDemand(run_id);
+        typed(
+            "Job",
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": self.metadata(&name, run),
+                   "spec": self.job_spec(run, &name)}),
+        )
+    }
+
+    /// The CronJob of a scheduled pipeline (standard mode), as JSON for `api_version`
+    /// (`batch/v1beta1` on Kubernetes 1.20, which has no `timeZone`; `batch/v1` sets it when not UTC).
+    #[must_use]
+    pub fn cron_job(&self, api_version: &str, cron: &str) -> Value {
+        let c = self.config;
+        let name = self.names.cron_job();
+        let mut spec = json!({
+            "schedule": cron,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": c.starting_deadline_seconds,
+            "successfulJobsHistoryLimit": c.successful_jobs_history_limit,
+            "failedJobsHistoryLimit": c.failed_jobs_history_limit,
+            "suspend": !self.def.enabled,
+            "jobTemplate": {
+                "metadata": {"labels": self.labels(RunKind::Scheduled)},
+                "spec": self.job_spec(RunKind::Scheduled, ""),
+            },
+        });
+        if api_version == "batch/v1" && !matches!(self.def.time_zone(), "UTC" | "Etc/UTC") {
+            spec["timeZone"] = json!(self.def.time_zone());
+        }
+        json!({"apiVersion": api_version, "kind": "CronJob",
+               "metadata": self.metadata(&name, RunKind::Scheduled), "spec": spec})
+    }
+
+    // ----- operator mode -----
+
+    fn pod_template(&self, run: RunKind<'_>, exit: bool, omjob_name: Option<&str>) -> Value {
+        let c = self.config;
+        let mut env = self.base_env();
+        let (run_id, job_name) = match run {
+            RunKind::OnDemand(id) => (id.to_owned(), omjob_name.unwrap_or_default().to_owned()),
+            // The operator replaces the placeholders with the spawned OMJob's uid and name.
+            RunKind::Scheduled => (
+                env::OMJOB_UID_PLACEHOLDER.to_owned(),
+                env::OMJOB_NAME_PLACEHOLDER.to_owned(),
+            ),
+        };
+        env.push(Self::value(env::PIPELINE_RUN_ID, &run_id));
+        if exit {
+            env.push(Self::value(env::JOB_NAME, &job_name));
+            env.push(Self::value(env::NAMESPACE, &c.namespace));
+        }
+        env.extend(self.extra_env());
+        let (command, r) = if exit {
+            (c.exit_handler_command.clone(), Resources::exit_handler())
+        } else {
+            (self.command(), self.resources())
+        };
+        json!({
+            "image": self.image(),
+            "imagePullPolicy": c.image_pull_policy,
+            // Upstream leaves these out of the exit handler; a private registry then fails it.
+            "imagePullSecrets": self.pull_secrets(),
+            "serviceAccountName": c.service_account_name,
+            "command": command,
+            "env": env,
+            "resources": {"requests": map(&r.requests), "limits": map(&r.limits)},
+            "nodeSelector": self.node_selector(),
+            "tolerations": self.tolerations(),
+            "securityContext": self.pod_security_context(),
+            "labels": self.labels(run),
+            "annotations": c.pod_annotations,
+        })
+    }
+
+    fn omjob_spec(&self, run: RunKind<'_>, name: Option<&str>) -> Value {
+        json!({
+            "mainPodSpec": self.pod_template(run, false, name),
+            "exitHandlerSpec": self.pod_template(run, true, name),
+            "ttlSecondsAfterFinished": self.config.ttl_seconds_after_finished,
+            "activeDeadlineSeconds": self.config.active_deadline_seconds,
+        })
+    }
+
+    /// The OMJob of an on-demand run (operator mode).
+    ///
+    /// # Errors
+    /// When the object does not fit the OMJob type (a bug).
+    pub fn omjob(&self, run_id: &str) -> Result<OMJob> {
+        let name = self.names.run(run_id);
+        let run = RunKind::OnDemand(run_id);
+        typed(
+            "OMJob",
+            json!({"apiVersion": omjob_api::API_VERSION, "kind": "OMJob", "metadata": self.metadata(&name, run),
+                   "spec": self.omjob_spec(run, Some(&name))}),
+        )
+    }
+
+    /// The CronOMJob of a scheduled pipeline (operator mode).
+    ///
+    /// # Errors
+    /// When the object does not fit the CronOMJob type (a bug).
+    pub fn cron_omjob(&self, cron: &str) -> Result<CronOMJob> {
+        let c = self.config;
+        let name = self.names.cron_omjob();
+        typed(
+            "CronOMJob",
+            json!({"apiVersion": omjob_api::API_VERSION, "kind": "CronOMJob",
+            "metadata": self.metadata(&name, RunKind::Scheduled),
+            "spec": {
+                "schedule": cron,
+                "timeZone": self.def.time_zone(),
+                "suspend": !self.def.enabled,
+                "startingDeadlineSeconds": c.starting_deadline_seconds,
+                "successfulJobsHistoryLimit": c.successful_jobs_history_limit,
+                "failedJobsHistoryLimit": c.failed_jobs_history_limit,
+                "omJobSpec": self.omjob_spec(RunKind::Scheduled, None),
+            }}),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::pipeline::from_value;
+
+    fn fixture() -> (Config, PipelineDefinition) {
+        let config = Config::from_sources(
+            Some(
+                "namespace: ns\nimagePullSecrets: regcred\nnodeSelector: pool=ingest\n\
+                 tolerations: [{key: dedicated, operator: Equal, value: ingest, effect: NoSchedule}]\n\
+                 extraEnvVars: [\"LOG_LEVEL:DEBUG\"]\n",
+            ),
+            Vec::new(),
+        )
+        .unwrap();
+        let mut def = from_value(json!({
+            "name": "mysql", "fullyQualifiedName": "svc.mysql", "pipelineType": "metadata",
+            "schedule": "@daily", "workflowConfig": {"source": {"type": "mysql"}},
+            "credentials": {"OM_JWT": "jwt-value-123"},
+            "overrides": {"tolerations": [{"key": "spot", "operator": "Exists"}]}
+        }))
+        .unwrap();
+        def.validate(Some("mysql"), true).unwrap();
+        (config, def)
+    }
+
+    fn env_of(v: &Value) -> BTreeMap<String, Value> {
+        v["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_owned(), e.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn credentials_reach_pods_only_through_secret_refs() {
+        let (c, d) = fixture();
+        let b = Builder::new(&c, &d);
+        let everything = serde_json::to_string(&(
+            b.config_map().unwrap(),
+            b.job("r1").unwrap(),
+            b.cron_job("batch/v1beta1", "0 0 * * *"),
+            b.omjob("r1").unwrap(),
+            b.cron_omjob("0 0 * * *").unwrap(),
+        ))
+        .unwrap();
+        assert!(!everything.contains("jwt-value-123"));
+        let job = serde_json::to_value(b.job("r1").unwrap()).unwrap();
+        let env = env_of(&job["spec"]["template"]["spec"]["containers"][0]);
+        assert_eq!(
+            env["OM_JWT"]["valueFrom"]["secretKeyRef"],
+            json!({"name": "om-secret-mysql", "key": "OM_JWT"})
+        );
+        assert_eq!(
+            env["config"]["valueFrom"]["configMapKeyRef"]["name"],
+            "om-config-mysql"
+        );
+        assert_eq!(b.secret().data.unwrap()["OM_JWT"].0, b"jwt-value-123");
+    }
+
+    #[test]
+    fn scheduling_constraints_reach_every_pod() {
+        let (c, d) = fixture();
+        let b = Builder::new(&c, &d);
+        let job = serde_json::to_value(b.job("r1").unwrap()).unwrap();
+        let cron = b.cron_job("batch/v1beta1", "0 0 * * *");
+        let omjob = serde_json::to_value(b.omjob("r1").unwrap()).unwrap();
+        let cron_omjob = serde_json::to_value(b.cron_omjob("0 0 * * *").unwrap()).unwrap();
+        let pods = [
+            job["spec"]["template"]["spec"].clone(),
+            cron["spec"]["jobTemplate"]["spec"]["template"]["spec"].clone(),
+            omjob["spec"]["mainPodSpec"].clone(),
+            omjob["spec"]["exitHandlerSpec"].clone(),
+            cron_omjob["spec"]["omJobSpec"]["mainPodSpec"].clone(),
+            cron_omjob["spec"]["omJobSpec"]["exitHandlerSpec"].clone(),
+        ];
+        for p in pods {
+            assert_eq!(p["tolerations"].as_array().unwrap().len(), 2, "{p}");
+            assert_eq!(p["nodeSelector"], json!({"pool": "ingest"}));
+            assert_eq!(p["imagePullSecrets"], json!([{"name": "regcred"}]));
+            assert_eq!(p["securityContext"]["runAsNonRoot"], true);
+        }
+    }
+
+    #[test]
+    fn standard_job_has_the_exit_handler_as_pre_stop_and_run_env() {
+        let (c, d) = fixture();
+        let job = serde_json::to_value(Builder::new(&c, &d).job("a1b2c3d4-e5").unwrap()).unwrap();
+        assert_eq!(job["metadata"]["name"], "om-job-mysql-a1b2c3d4");
+        assert_eq!(
+            job["metadata"]["labels"]["app.kubernetes.io/run-id"],
+            "a1b2c3d4-e5"
+        );
+        assert_eq!(job["spec"]["backoffLimit"], 3);
+        let main = &job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            main["lifecycle"]["preStop"]["exec"]["command"],
+            json!(["python", "exit_handler.py"])
+        );
+        let env = env_of(main);
+        assert_eq!(env["pipelineRunId"]["value"], "a1b2c3d4-e5");
+        assert_eq!(env["jobName"]["value"], "om-job-mysql-a1b2c3d4");
+        assert_eq!(env["ingestionPipelineFQN"]["value"], "svc.mysql");
+        assert_eq!(env["LOG_LEVEL"]["value"], "DEBUG");
+    }
+
+    #[test]
+    fn scheduled_standard_runs_take_ids_from_the_downward_api() {
+        let (c, d) = fixture();
+        let cron = Builder::new(&c, &d).cron_job("batch/v1beta1", "0 0 * * *");
+        assert_eq!(cron["spec"]["schedule"], "0 0 * * *");
+        assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+        assert!(cron["spec"].get("timeZone").is_none());
+        assert!(
+            cron["metadata"]["labels"]
+                .get("app.kubernetes.io/run-id")
+                .is_none()
+        );
+        let env = env_of(&cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]);
+        assert_eq!(
+            env["pipelineRunId"]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.labels['controller-uid']"
+        );
+    }
+
+    #[test]
+    fn operator_mode_matches_reference_shape() {
+        let (c, d) = fixture();
+        let b = Builder::new(&c, &d);
+        let o = serde_json::to_value(b.omjob("r-123456789").unwrap()).unwrap();
+        assert_eq!(o["metadata"]["name"], "om-job-mysql-r-123456");
+        let exit = &o["spec"]["exitHandlerSpec"];
+        assert_eq!(
+            exit["resources"]["limits"],
+            json!({"cpu": "500m", "memory": "512Mi"})
+        );
+        let env = env_of(exit);
+        assert_eq!(env["jobName"]["value"], "om-job-mysql-r-123456");
+        assert_eq!(env["namespace"]["value"], "ns");
+        assert!(!env_of(&o["spec"]["mainPodSpec"]).contains_key("jobName"));
+        let cron = serde_json::to_value(b.cron_omjob("0 0 * * *").unwrap()).unwrap();
+        assert_eq!(cron["metadata"]["name"], "om-cronomjob-mysql");
+        assert_eq!(cron["spec"]["timeZone"], "UTC");
+        let env = env_of(&cron["spec"]["omJobSpec"]["exitHandlerSpec"]);
+        assert_eq!(env["pipelineRunId"]["value"], "{{ omjob.uid }}");
+        assert_eq!(env["jobName"]["value"], "{{ omjob.name }}");
+    }
+}

@@ -1,0 +1,580 @@
+//! A pipeline definition as callers send it (JSON or YAML), and its validation.
+//!
+//! Validation runs before any API call and reports every problem with the field it is in, so bad
+//! input gets a 400 and leaves nothing half-created. Credentials are kept apart from the workflow
+//! config: they go into the pipeline's Secret and reach pods only through `secretKeyRef`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Toleration;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    config::{Resources, is_quantity},
+    error::{Error, FieldError, Result},
+};
+
+/// OpenMetadata's pipeline types (`PipelineType`), spelled as OpenMetadata spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum PipelineType {
+    /// Metadata ingestion.
+    #[serde(rename = "metadata")]
+    Metadata,
+    /// Usage.
+    #[serde(rename = "usage")]
+    Usage,
+    /// Lineage.
+    #[serde(rename = "lineage")]
+    Lineage,
+    /// Profiler.
+    #[serde(rename = "profiler")]
+    Profiler,
+    /// Auto-classification.
+    #[serde(rename = "autoClassification")]
+    AutoClassification,
+    /// Test suites.
+    #[serde(rename = "TestSuite")]
+    TestSuite,
+    /// Data insights.
+    #[serde(rename = "dataInsight")]
+    DataInsight,
+    /// Search re-index.
+    #[serde(rename = "elasticSearchReindex")]
+    ElasticSearchReindex,
+    /// dbt.
+    #[serde(rename = "dbt")]
+    Dbt,
+    /// Applications.
+    #[serde(rename = "application")]
+    Application,
+}
+
+impl PipelineType {
+    /// The value of the `pipelineType` env var (OpenMetadata's `toString()`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Metadata => "metadata",
+            Self::Usage => "usage",
+            Self::Lineage => "lineage",
+            Self::Profiler => "profiler",
+            Self::AutoClassification => "autoClassification",
+            Self::TestSuite => "TestSuite",
+            Self::DataInsight => "dataInsight",
+            Self::ElasticSearchReindex => "elasticSearchReindex",
+            Self::Dbt => "dbt",
+            Self::Application => "application",
+        }
+    }
+
+    /// The key logs are returned under (reference §6.5), `ingestion_task` when there is none.
+    #[must_use]
+    pub fn task_key(self) -> &'static str {
+        match self {
+            Self::Profiler => "profiler_task",
+            Self::AutoClassification => "auto_classification_task",
+            Self::Lineage => "lineage_task",
+            Self::Dbt => "dbt_task",
+            Self::Usage => "usage_task",
+            Self::TestSuite => "test_suite_task",
+            Self::DataInsight => "data_insight_task",
+            Self::Application => "application_task",
+            Self::Metadata | Self::ElasticSearchReindex => "ingestion_task",
+        }
+    }
+}
+
+/// Per-pipeline overrides of the service configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Overrides {
+    /// Container image instead of `ingestionImage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Command of the ingestion container instead of `ingestionCommand`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Resources of the ingestion container instead of the configured ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub resources: Option<Resources>,
+    /// Node selector entries added to (and overriding) the configured ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tolerations added to the configured ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<Object>)]
+    pub tolerations: Option<Vec<Toleration>>,
+}
+
+/// A pipeline as deployed: everything but the credentials' values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PipelineDefinition {
+    /// Pipeline name: a DNS label (lower case letters, digits, `-`; at most 63 characters).
+    #[serde(default)]
+    pub name: String,
+    /// OpenMetadata's fully qualified name of the ingestion pipeline (the name when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fully_qualified_name: Option<String>,
+    /// The pipeline type.
+    pub pipeline_type: PipelineType,
+    /// 5-field cron expression or `@hourly`, `@daily`, `@midnight`, `@weekly`, `@monthly`,
+    /// `@yearly`, `@annually`. Left out: on demand only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone of the schedule (UTC when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Whether the schedule is active (true when left out).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The workflow config: YAML text or an object. Required.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub workflow_config: Value,
+    /// Credentials: environment variable name → value. Stored in the pipeline's Secret and
+    /// passed to pods through `secretKeyRef`; never returned.
+    #[serde(default, skip_serializing)]
+    pub credentials: BTreeMap<String, String>,
+    /// Names of the credentials (filled in by the service; what is stored and returned).
+    #[serde(default)]
+    pub credential_names: Vec<String>,
+    /// Overrides of the service configuration.
+    #[serde(default)]
+    pub overrides: Overrides,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Env names the service sets itself; credentials may not shadow them.
+const RESERVED_ENV: &[&str] = &[
+    omjob_api::env::CONFIG,
+    omjob_api::env::PIPELINE_TYPE,
+    omjob_api::env::PIPELINE_RUN_ID,
+    omjob_api::env::INGESTION_PIPELINE_FQN,
+    omjob_api::env::JOB_NAME,
+    omjob_api::env::NAMESPACE,
+    omjob_api::env::PIPELINE_STATUS,
+];
+
+/// Whether `s` is a DNS-1123 label: `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 63 characters.
+#[must_use]
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `s` is a C identifier usable as an environment variable name.
+#[must_use]
+pub fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses a JSON/YAML body (chosen by `content_type`, YAML when it says so) into a definition,
+/// naming the field of a structural error.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the field.
+pub fn parse_definition(body: &[u8], content_type: Option<&str>) -> Result<PipelineDefinition> {
+    let yaml = content_type.is_some_and(|c| c.contains("yaml"));
+    let value: Value = if yaml {
+        serde_yaml_ng::from_slice(body).map_err(|e| Error::invalid("body", format!("not valid YAML: {e}")))?
+    } else {
+        serde_json::from_slice(body).map_err(|e| Error::invalid("body", format!("not valid JSON: {e}")))?
+    };
+    from_value(value)
+}
+
+/// Turns a JSON value into a definition, naming the field of a structural error.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the field.
+pub fn from_value(value: Value) -> Result<PipelineDefinition> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // "missing field `x`" at the top level has path "."; name the field itself.
+        let field = match (path.as_str(), inner.strip_prefix("missing field `")) {
+            (".", Some(rest)) => rest.trim_end_matches('`').to_owned(),
+            (".", None) => "body".to_owned(),
+            (p, Some(rest)) => format!("{p}.{}", rest.trim_end_matches('`')),
+            (p, None) => p.to_owned(),
+        };
+        Error::invalid(field, inner)
+    })
+}
+
+/// Turns a tolerations list into Kubernetes tolerations, checking operators and effects.
+///
+/// # Errors
+/// One [`FieldError`] per problem, fields relative to the list (`[0].effect`).
+pub fn parse_tolerations(value: &Value) -> std::result::Result<Vec<Toleration>, Vec<FieldError>> {
+    let list: Vec<Toleration> = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+        vec![FieldError::new(
+            format!("{}", e.path()).trim_start_matches('.'),
+            e.into_inner().to_string(),
+        )]
+    })?;
+    let errors = check_tolerations(&list, "");
+    if errors.is_empty() { Ok(list) } else { Err(errors) }
+}
+
+fn check_tolerations(list: &[Toleration], prefix: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        if let Some(op) = t.operator.as_deref()
+            && !matches!(op, "Exists" | "Equal")
+        {
+            errors.push(FieldError::new(
+                format!("{prefix}[{i}].operator"),
+                format!("'{op}' is not Exists or Equal"),
+            ));
+        }
+        if let Some(effect) = t.effect.as_deref()
+            && !matches!(effect, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        {
+            errors.push(FieldError::new(
+                format!("{prefix}[{i}].effect"),
+                format!("'{effect}' is not NoSchedule, PreferNoSchedule or NoExecute"),
+            ));
+        }
+        if t.operator.as_deref() == Some("Exists") && t.value.as_deref().is_some_and(|v| !v.is_empty()) {
+            errors.push(FieldError::new(
+                format!("{prefix}[{i}].value"),
+                "must be empty when operator is Exists",
+            ));
+        }
+    }
+    errors
+}
+
+/// Turns an Airflow-style descriptor into cron (reference §6.3); other input is returned as is.
+#[must_use]
+pub fn to_cron(schedule: &str) -> String {
+    match schedule.trim() {
+        "@hourly" => "0 * * * *".into(),
+        "@daily" | "@midnight" => "0 0 * * *".into(),
+        "@weekly" => "0 0 * * 0".into(),
+        "@monthly" => "0 0 1 * *".into(),
+        "@yearly" | "@annually" => "0 0 1 1 *".into(),
+        other => other.to_owned(),
+    }
+}
+
+/// Checks a schedule (after [`to_cron`]): five fields that parse as cron.
+///
+/// # Errors
+/// Why it is not a schedule.
+pub fn check_schedule(schedule: &str) -> std::result::Result<String, String> {
+    let cron = to_cron(schedule);
+    let fields = cron.split_whitespace().count();
+    if fields != 5 {
+        return Err(format!(
+            "'{schedule}' is not a 5-field cron expression (minute hour day-of-month month day-of-week) \
+             or one of @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually"
+        ));
+    }
+    croner::parser::CronParser::new()
+        .parse(&cron)
+        .map_err(|e| format!("'{schedule}' is not a valid cron expression: {e}"))?;
+    Ok(cron)
+}
+
+impl PipelineDefinition {
+    /// The fully qualified name (the name when none was given).
+    #[must_use]
+    pub fn fqn(&self) -> &str {
+        self.fully_qualified_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The cron expression, if the pipeline is scheduled.
+    #[must_use]
+    pub fn cron(&self) -> Option<String> {
+        self.schedule
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(to_cron)
+    }
+
+    /// The time zone (UTC when left out).
+    #[must_use]
+    pub fn time_zone(&self) -> &str {
+        self.time_zone
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .unwrap_or("UTC")
+    }
+
+    /// The workflow config as YAML text.
+    ///
+    /// # Errors
+    /// When an object cannot be written as YAML (not expected).
+    pub fn workflow_yaml(&self) -> Result<String> {
+        match &self.workflow_config {
+            Value::String(s) => Ok(s.clone()),
+            other => {
+                serde_yaml_ng::to_string(other).map_err(|e| Error::invalid("workflowConfig", e.to_string()))
+            }
+        }
+    }
+
+    /// Checks everything, with `path_name` the name in the request path (if any); fills in the
+    /// name and the credential names. `utc_only` rejects other time zones (standard mode on a
+    /// cluster whose CronJob has no `timeZone`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] listing every problem.
+    pub fn validate(&mut self, path_name: Option<&str>, utc_only: bool) -> Result<()> {
+        let mut errors = Vec::new();
+        if let Some(p) = path_name {
+            if self.name.is_empty() {
+                self.name = p.to_owned();
+            } else if self.name != p {
+                errors.push(FieldError::new(
+                    "name",
+                    format!("'{}' differs from the name in the path '{p}'", self.name),
+                ));
+            }
+        }
+        if !is_dns_label(&self.name) {
+            errors.push(FieldError::new(
+                "name",
+                format!(
+                    "'{}' is not a DNS label (lower-case letters, digits and '-', starting and ending with a \
+                     letter or digit, at most 63 characters)",
+                    self.name
+                ),
+            ));
+        }
+        if self
+            .fully_qualified_name
+            .as_deref()
+            .is_some_and(|f| f.trim().is_empty())
+        {
+            errors.push(FieldError::new("fullyQualifiedName", "must not be blank"));
+        }
+        if let Some(s) = self.schedule.as_deref().filter(|s| !s.trim().is_empty())
+            && let Err(e) = check_schedule(s)
+        {
+            errors.push(FieldError::new("schedule", e));
+        }
+        let tz = self.time_zone();
+        if jiff::tz::TimeZone::get(tz).is_err() {
+            errors.push(FieldError::new(
+                "timeZone",
+                format!("'{tz}' is not an IANA time zone"),
+            ));
+        } else if utc_only && !matches!(tz, "UTC" | "Etc/UTC") {
+            errors.push(FieldError::new(
+                "timeZone",
+                format!(
+                    "'{tz}' is not supported in standard mode on this cluster: its CronJob (batch/v1beta1) has no \
+                     timeZone and runs in the controller manager's zone; use UTC, convert the schedule, or use \
+                     operator mode"
+                ),
+            ));
+        }
+        match &self.workflow_config {
+            Value::Null => errors.push(FieldError::new("workflowConfig", "is required")),
+            Value::String(s) if s.trim().is_empty() => {
+                errors.push(FieldError::new("workflowConfig", "must not be empty"))
+            }
+            Value::String(s) => {
+                if let Err(e) = serde_yaml_ng::from_str::<Value>(s) {
+                    errors.push(FieldError::new(
+                        "workflowConfig",
+                        format!("is not valid YAML: {e}"),
+                    ));
+                }
+            }
+            Value::Object(m) if m.is_empty() => {
+                errors.push(FieldError::new("workflowConfig", "must not be empty"))
+            }
+            Value::Object(_) => {}
+            _ => errors.push(FieldError::new(
+                "workflowConfig",
+                "must be YAML text or an object",
+            )),
+        }
+        let workflow_text = self.workflow_yaml().unwrap_or_default();
+        for (k, v) in &self.credentials {
+            let field = format!("credentials.{k}");
+            if !is_env_name(k) {
+                errors.push(FieldError::new(
+                    &field,
+                    "the name must be a valid environment variable name",
+                ));
+            } else if RESERVED_ENV.contains(&k.as_str()) {
+                errors.push(FieldError::new(
+                    &field,
+                    "the name is reserved for the service's own variables",
+                ));
+            }
+            if v.is_empty() {
+                errors.push(FieldError::new(&field, "must not be empty"));
+            } else if v.len() >= 4 && workflow_text.contains(v.as_str()) {
+                // Never say the value: only that the config holds it.
+                errors.push(FieldError::new(
+                    "workflowConfig",
+                    format!(
+                        "contains the value of credential '{k}'; refer to it by its environment variable"
+                    ),
+                ));
+            }
+        }
+        let o = &self.overrides;
+        if o.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
+            errors.push(FieldError::new("overrides.image", "must not be blank"));
+        }
+        if o.command.as_ref().is_some_and(Vec::is_empty) {
+            errors.push(FieldError::new("overrides.command", "must not be empty"));
+        }
+        if let Some(r) = &o.resources {
+            for (section, map) in [("requests", &r.requests), ("limits", &r.limits)] {
+                for (k, v) in map {
+                    if !is_quantity(v) {
+                        errors.push(FieldError::new(
+                            format!("overrides.resources.{section}.{k}"),
+                            format!("'{v}' is not a Kubernetes quantity"),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(t) = &o.tolerations {
+            errors.extend(check_tolerations(t, "overrides.tolerations"));
+        }
+        self.credential_names = self.credentials.keys().cloned().collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use serde_json::json;
+
+    use super::*;
+
+    fn def(v: Value) -> PipelineDefinition {
+        from_value(v).unwrap()
+    }
+
+    fn fields(e: Error) -> Vec<String> {
+        match e {
+            Error::Invalid(list) => list.into_iter().map(|f| f.field).collect(),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn descriptors_become_cron() {
+        assert_eq!(to_cron("@hourly"), "0 * * * *");
+        assert_eq!(to_cron("@midnight"), "0 0 * * *");
+        assert_eq!(to_cron("@annually"), "0 0 1 1 *");
+        assert_eq!(check_schedule("*/5 * * * *").unwrap(), "*/5 * * * *");
+        assert!(check_schedule("0 0 * *").is_err());
+        assert!(check_schedule("61 * * * *").is_err());
+        assert!(check_schedule("0 0 0 * * *").is_err());
+    }
+
+    #[test]
+    fn unknown_pipeline_type_names_the_field() {
+        let e = from_value(json!({"pipelineType": "nope", "workflowConfig": "a: 1"})).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("pipelineType") && text.contains("unknown variant `nope`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn missing_workflow_config_names_the_field() {
+        let mut d = def(json!({"name": "a", "pipelineType": "metadata"}));
+        assert_eq!(fields(d.validate(None, true).unwrap_err()), ["workflowConfig"]);
+        let e = from_value(json!({"name": "a"})).unwrap_err();
+        assert_eq!(fields(e), ["pipelineType"]);
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let mut d = def(json!({
+            "name": "Bad_Name", "pipelineType": "metadata", "schedule": "every day", "timeZone": "Mars/Base",
+            "workflowConfig": "token: hunter22", "credentials": {"JWT": "hunter22", "config": "x", "1bad": "y"},
+            "overrides": {"tolerations": [{"operator": "Maybe"}], "resources": {"limits": {"memory": "lots"}}}
+        }));
+        let e = d.validate(None, false).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("hunter22"), "a credential leaked: {text}");
+        assert_eq!(
+            fields(e),
+            [
+                "name",
+                "schedule",
+                "timeZone",
+                "credentials.1bad",
+                "workflowConfig",
+                "credentials.config",
+                "overrides.resources.limits.memory",
+                "overrides.tolerations[0].operator"
+            ]
+        );
+    }
+
+    #[test]
+    fn standard_mode_rejects_non_utc_zones_clearly() {
+        let mut d = def(
+            json!({"name": "a", "pipelineType": "metadata", "schedule": "@daily",
+            "timeZone": "Europe/Paris", "workflowConfig": {"a": 1}}),
+        );
+        assert!(d.clone().validate(Some("a"), false).is_ok());
+        let e = d.validate(Some("a"), true).unwrap_err().to_string();
+        assert!(e.contains("timeZone") && e.contains("operator mode"), "{e}");
+    }
+
+    #[test]
+    fn path_name_fills_in_or_must_match() {
+        let mut d = def(json!({"pipelineType": "profiler", "workflowConfig": "a: 1"}));
+        d.validate(Some("p1"), true).unwrap();
+        assert_eq!(d.name, "p1");
+        assert_eq!(d.fqn(), "p1");
+        let mut d = def(json!({"name": "p2", "pipelineType": "profiler", "workflowConfig": "a: 1"}));
+        assert_eq!(fields(d.validate(Some("p1"), true).unwrap_err()), ["name"]);
+    }
+
+    #[test]
+    fn yaml_bodies_are_accepted() {
+        let d = parse_definition(
+            b"name: y\npipelineType: dbt\nworkflowConfig:\n  source: {type: dbt}\n",
+            Some("application/yaml"),
+        )
+        .unwrap();
+        assert_eq!(d.pipeline_type.task_key(), "dbt_task");
+        assert!(d.workflow_yaml().unwrap().contains("source"));
+    }
+
+    #[test]
+    fn credentials_are_never_serialised() {
+        let mut d = def(
+            json!({"name": "a", "pipelineType": "metadata", "workflowConfig": "x: 1",
+            "credentials": {"OM_JWT": "secret-value"}}),
+        );
+        d.validate(None, true).unwrap();
+        let out = serde_json::to_string(&d).unwrap();
+        assert!(!out.contains("secret-value") && out.contains("OM_JWT"), "{out}");
+    }
+}
