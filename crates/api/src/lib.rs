@@ -9,6 +9,7 @@
 //! | [`omjob`] | the `OMJob` resource: a main pod, then an exit-handler pod |
 //! | [`cronomjob`] | the `CronOMJob` resource: OMJobs on a schedule |
 //! | [`pod_template`] | the pod template both resources embed |
+//! | [`schedule`] | a CronOMJob's cron expression in its time zone, and its fire times |
 //! | [`phase`] | the OMJob state machine's phases and allowed moves |
 //! | [`labels`] | label keys and values, and label-value sanitising |
 //! | [`names`] | deterministic names of pods and spawned OMJobs |
@@ -29,6 +30,7 @@ pub mod names;
 pub mod omjob;
 pub mod phase;
 pub mod pod_template;
+pub mod schedule;
 mod schema;
 
 pub use crds::{CrdRenderError, render_yaml};

@@ -16,11 +16,8 @@ use kube::{
     ResourceExt as _,
     api::{DeleteParams, PostParams},
 };
-use omjob_api::{CronOMJob, OMJob, Phase, labels, names};
-use omjob_operator::{
-    clock::SystemClock,
-    cronomjob::{schedule::Schedule, spawn::SCHEDULED_AT_ANNOTATION},
-};
+use omjob_api::{CronOMJob, OMJob, Phase, labels, names, schedule::Schedule};
+use omjob_operator::{clock::SystemClock, cronomjob::spawn::SCHEDULED_AT_ANNOTATION};
 use serde_json::json;
 
 fn created_at(c: &CronOMJob) -> Timestamp {

@@ -271,23 +271,21 @@ pub fn to_cron(schedule: &str) -> String {
     }
 }
 
-/// Checks a schedule (after [`to_cron`]): five fields that parse as cron.
+/// Checks a schedule (after [`to_cron`]) with the parser the operator's CronOMJob controller
+/// uses, so that a schedule accepted here is one the operator runs (and the dialect is the same in
+/// both modes).
 ///
 /// # Errors
 /// Why it is not a schedule.
 pub fn check_schedule(schedule: &str) -> std::result::Result<String, String> {
     let cron = to_cron(schedule);
-    let fields = cron.split_whitespace().count();
-    if fields != 5 {
-        return Err(format!(
-            "'{schedule}' is not a 5-field cron expression (minute hour day-of-month month day-of-week) \
-             or one of @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually"
-        ));
+    match omjob_api::schedule::Schedule::parse(&cron, "UTC") {
+        Ok(_) => Ok(cron),
+        Err(omjob_api::schedule::ScheduleError::InvalidSchedule { reason, .. }) => {
+            Err(format!("'{schedule}' is not a valid schedule: {reason}"))
+        }
+        Err(e) => Err(e.to_string()),
     }
-    croner::parser::CronParser::new()
-        .parse(&cron)
-        .map_err(|e| format!("'{schedule}' is not a valid cron expression: {e}"))?;
-    Ok(cron)
 }
 
 impl PipelineDefinition {
@@ -490,6 +488,10 @@ mod tests {
         assert!(check_schedule("0 0 * *").is_err());
         assert!(check_schedule("61 * * * *").is_err());
         assert!(check_schedule("0 0 0 * * *").is_err());
+        // The operator's parser: a schedule it would never run is refused at deploy time.
+        let never = check_schedule("0 0 30 2 *").unwrap_err();
+        assert!(never.contains("never fires"), "{never}");
+        assert_eq!(check_schedule("@midnight").unwrap(), "0 0 * * *");
     }
 
     #[test]

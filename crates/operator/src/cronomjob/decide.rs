@@ -31,7 +31,9 @@ use omjob_api::{
     ActiveOMJobRef, ConcurrencyPolicy, CronOMJob, CronOMJobStatus, OMJob, Phase, cronomjob, names,
 };
 
-use super::{schedule::Schedule, spawn};
+use omjob_api::schedule::Schedule;
+
+use super::spawn;
 use crate::omjob::decide::EventNote;
 
 /// `message` while `suspend` is true (the Java operator's text).

@@ -8,7 +8,6 @@
 //! creates OMJobs, then writes the status with server-side apply and publishes the events.
 
 pub mod decide;
-pub mod schedule;
 pub mod spawn;
 
 use std::{sync::Arc, time::Duration};
