@@ -1,19 +1,53 @@
-//! The demo: a testbed comes up, a Job's pod prints a line on a simulated node, we show its status
-//! and logs (through the API server, with the testbed's own kubectl), and everything goes down.
+//! The demo: a testbed comes up; a batch Job runs on the simulated node (status and logs through
+//! the API server); then the operator binary starts, three OMJobs that succeed, fail and get
+//! OOM-killed run, and each one's timeline is printed: phases, reason, and what its exit handler
+//! was told. Everything goes down at the end.
 
-use std::{process::Command, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::batch::v1::Job;
-use kube::{Api, api::PostParams, runtime::wait::await_condition};
+use kube::{
+    Api,
+    api::PostParams,
+    runtime::{WatchStreamExt as _, wait::await_condition, watcher},
+};
+use omjob_api::OMJob;
 use omjob_testbed::{Testbed, TestbedOptions};
 use serde_json::json;
 
-use crate::step;
+use crate::{
+    bench::operator_process::{OperatorOptions, OperatorProcess, Started},
+    step, workspace_root,
+};
+
+/// The OMJobs in `examples/demo-omjobs.yaml`.
+const DEMO_OMJOBS: [&str; 3] = ["demo-succeeds", "demo-fails", "demo-oom"];
 
 pub fn run() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(demo())
+}
+
+/// Runs the testbed's kubectl; returns stdout and stderr together, or fails with them.
+fn kubectl(testbed: &Testbed, args: &[&str]) -> anyhow::Result<String> {
+    let cp = testbed.control_plane();
+    let out = Command::new(&cp.binaries().kubectl)
+        .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
+        .args(args)
+        .current_dir(workspace_root()?)
+        .output()
+        .context("running kubectl")?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success(), "kubectl {args:?} failed:\n{text}");
+    Ok(text)
 }
 
 async fn demo() -> anyhow::Result<()> {
@@ -21,31 +55,30 @@ async fn demo() -> anyhow::Result<()> {
     step(
         "Starting a testbed: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and one simulated node",
     );
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let testbed = Testbed::start(dir.path(), &TestbedOptions::default()).await?;
-    let cp = testbed.control_plane();
     eprintln!(
         "    API server {} ready in {:.1}s; data in {}",
-        cp.api_url(),
+        testbed.control_plane().api_url(),
         started.elapsed().as_secs_f64(),
         dir.path().display()
     );
-    let kubectl = |args: &[&str]| -> anyhow::Result<String> {
-        let out = Command::new(&cp.binaries().kubectl)
-            .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
-            .args(args)
-            .output()
-            .context("running kubectl")?;
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        Ok(text)
-    };
-    eprint!("{}", kubectl(&["get", "nodes", "-o", "wide"])?);
+    eprint!("{}", kubectl(&testbed, &["get", "nodes", "-o", "wide"])?);
 
+    batch_job(&testbed).await?;
+    omjobs(&testbed, dir.path()).await?;
+
+    step("Tearing down");
+    drop(testbed);
+    eprintln!("    done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn batch_job(testbed: &Testbed) -> anyhow::Result<()> {
     step(
         "Creating Job `hello`: its pod prints a line; the real Job controller runs it on the simulated node",
     );
-    let client = cp.client().await?;
+    let client = testbed.control_plane().client().await?;
     let jobs: Api<Job> = Api::namespaced(client, "default");
     let job: Job = serde_json::from_value(json!({
         "metadata": {"name": "hello"},
@@ -69,14 +102,126 @@ async fn demo() -> anyhow::Result<()> {
     )
     .await
     .context("the Job did not finish within 60s")??;
-
     step("Status (kubectl get job,pods)");
-    eprint!("{}", kubectl(&["get", "job,pods", "-o", "wide"])?);
+    eprint!("{}", kubectl(testbed, &["get", "job,pods", "-o", "wide"])?);
     step("Logs (kubectl logs job/hello, served by the simulated node through the API server)");
-    eprint!("{}", kubectl(&["logs", "job/hello"])?);
+    eprint!("{}", kubectl(testbed, &["logs", "job/hello"])?);
+    Ok(())
+}
 
-    step("Tearing down");
-    drop(testbed);
-    eprintln!("    done in {:.1}s", started.elapsed().as_secs_f64());
+/// One observed phase change of an OMJob.
+struct Change {
+    at: Duration,
+    phase: String,
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+async fn omjobs(testbed: &Testbed, dir: &Path) -> anyhow::Result<()> {
+    step("Installing the CRDs (kubectl apply -f deploy/crds/omjob-crds.yaml)");
+    eprint!(
+        "{}",
+        kubectl(testbed, &["apply", "-f", "deploy/crds/omjob-crds.yaml"])?
+    );
+    kubectl(
+        testbed,
+        &[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "crd/omjobs.pipelines.openmetadata.org",
+            "crd/cronomjobs.pipelines.openmetadata.org",
+        ],
+    )?;
+
+    step("Building and starting the operator (omjob-operator run, watching namespace default)");
+    let log = dir.join("operator.log");
+    let mut opts = OperatorOptions::new(log.clone());
+    opts.log_level = "info".to_owned();
+    opts.watch_namespaces = Some("default".to_owned());
+    opts.release = false;
+    let operator = OperatorProcess::start(testbed, opts, Started::Ready).await?;
+    eprintln!(
+        "    ready; /health, /ready and /metrics on port {}; its log: {}",
+        operator.port(),
+        log.display()
+    );
+
+    let client = testbed.control_plane().client().await?;
+    let api: Api<OMJob> = Api::namespaced(client, "default");
+    // Watch before applying, so that every phase change is seen.
+    let mut changes = watcher(api.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    step("Applying examples/demo-omjobs.yaml: one succeeds, one exits 3, one is OOM-killed");
+    eprint!(
+        "{}",
+        kubectl(testbed, &["apply", "-f", "examples/demo-omjobs.yaml"])?
+    );
+    let start = Instant::now();
+    let mut timelines: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+    let mut done = 0;
+    let limit = tokio::time::Instant::now() + Duration::from_secs(120);
+    while done < DEMO_OMJOBS.len() {
+        let next = tokio::time::timeout_at(limit, changes.try_next())
+            .await
+            .context("the demo OMJobs did not all finish within 2 minutes")?
+            .context("OMJob watch")?;
+        let Some(o) = next else {
+            anyhow::bail!("the OMJob watch ended early")
+        };
+        let name = o.metadata.name.clone().unwrap_or_default();
+        let Some(status) = o.status else { continue };
+        let Some(phase) = status.phase else { continue };
+        let line = timelines.entry(name.clone()).or_default();
+        if line.last().is_some_and(|c| c.phase == phase.as_str()) {
+            continue;
+        }
+        eprintln!(
+            "    +{:>5.1}s  {name:<14} {}",
+            start.elapsed().as_secs_f64(),
+            phase.as_str()
+        );
+        line.push(Change {
+            at: start.elapsed(),
+            phase: phase.as_str().to_owned(),
+            reason: status.reason.clone(),
+            message: status.message.clone(),
+        });
+        if phase.is_terminal() {
+            done += 1;
+        }
+    }
+
+    step("Timelines");
+    for name in DEMO_OMJOBS {
+        eprintln!("  {name}");
+        for c in timelines.get(name).map(Vec::as_slice).unwrap_or_default() {
+            eprintln!("    +{:>5.1}s  {}", c.at.as_secs_f64(), c.phase);
+        }
+        if let Some(last) = timelines.get(name).and_then(|l| l.last()) {
+            eprintln!("    reason:  {}", last.reason.as_deref().unwrap_or("-"));
+            eprintln!("    message: {}", last.message.as_deref().unwrap_or("-"));
+        }
+        let told = kubectl(testbed, &["logs", &format!("{name}-exit")])?;
+        eprintln!("    {}", told.trim());
+    }
+    step("kubectl get omjobs");
+    eprint!("{}", kubectl(testbed, &["get", "omjobs", "-o", "wide"])?);
+    step("Events of demo-oom (kubectl get events --field-selector involvedObject.name=demo-oom)");
+    eprint!(
+        "{}",
+        kubectl(
+            testbed,
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=demo-oom",
+                "--sort-by=.metadata.creationTimestamp",
+            ],
+        )?
+    );
+    drop(operator);
     Ok(())
 }

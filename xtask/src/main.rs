@@ -1,7 +1,9 @@
-//! Project tasks: `cargo xtask demo`, `cargo xtask test`, `cargo xtask crdgen`, `cargo xtask bench`.
+//! Project tasks: `cargo xtask demo`, `cargo xtask test`, `cargo xtask crdgen`, `cargo xtask bench`,
+//! `cargo xtask soak`.
 
 mod bench;
 mod demo;
+mod soak;
 
 use std::process::Command;
 
@@ -26,6 +28,9 @@ enum Task {
     /// Benchmarks on a rule-mode testbed; prints figures, asserts nothing.
     #[command(subcommand)]
     Bench(bench::Suite),
+    /// Hundreds of OMJobs with random outcomes while the operator is SIGKILLed at random; counts
+    /// exit-handler pods per OMJob (not run by CI).
+    Soak(soak::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +45,10 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => {
             install()?;
             bench::run(&args)
+        }
+        Task::Soak(args) => {
+            install()?;
+            soak::run(&args)
         }
     }
 }

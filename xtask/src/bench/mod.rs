@@ -3,7 +3,8 @@
 
 mod cron;
 mod node;
-mod omjob;
+pub(crate) mod omjob;
+pub(crate) mod operator_process;
 mod pipelines;
 
 /// What to benchmark.

@@ -356,6 +356,14 @@ async fn reconcile_inner(cron: &CronOMJob, shared: &Shared) -> Result<Requeue, E
     Ok(d.requeue.map_or_else(Requeue::await_change, Requeue::requeue))
 }
 
+/// What this controller caches of a run: its metadata and status. It decides from ownership,
+/// names, annotations and phases and never reads a run's spec (the pod templates, most of an
+/// OMJob's size), so the cache keeps an empty one, besides dropping what every cache drops.
+fn strip_run_for_cache(run: &mut OMJob) {
+    crate::omjob::strip_for_cache(run);
+    run.spec = omjob_api::OMJobSpec::default();
+}
+
 /// Backoff after a failed reconcile.
 fn error_policy(cron: Arc<CronOMJob>, error: &Error, shared: Arc<Shared>) -> Requeue {
     shared.ctx.metrics.reconcile_error(CONTROLLER, error.category());
@@ -394,7 +402,8 @@ pub async fn run(
         reflectors.push(
             reflector::reflector(
                 writer,
-                watcher(omjobs.clone(), watcher::Config::default().any_semantic()),
+                watcher(omjobs.clone(), watcher::Config::default().any_semantic())
+                    .modify(strip_run_for_cache),
             )
             .default_backoff()
             .for_each(|_| std::future::ready(()))

@@ -546,6 +546,33 @@ fn set_condition(
     });
 }
 
+/// Which pods a reconcile reads before deciding, as `(main, exit)`: the main pod while the main
+/// stage is open, the current exit pod once an exit-handler attempt is recorded, and both once a
+/// finished run's TTL is due (to know whether anything is left to clean up). What else a run needs
+/// is settled in its status, so the reconciles a run gets after each stage (its own status and
+/// finalizer writes, its pods' last events) cost no API reads. [`decide`] looks at no other pod.
+#[must_use]
+pub fn pods_to_read(omjob: &OMJob, now: Timestamp) -> (bool, bool) {
+    let status = omjob.status.as_ref();
+    let attempted = status
+        .and_then(|s| s.exit_handler_attempts)
+        .is_some_and(|a| a >= 1);
+    match status.and_then(|s| s.phase) {
+        None | Some(Phase::Pending | Phase::Running) => (true, attempted),
+        Some(Phase::ExitHandlerRunning) => (false, attempted),
+        Some(Phase::Succeeded | Phase::Failed) => {
+            let due = match (
+                omjob.spec.ttl_after_finished_seconds(),
+                status.and_then(|s| s.completion_time.as_ref()),
+            ) {
+                (Some(ttl), Some(done)) => done.0 + SignedDuration::from_secs(i64::from(ttl)) <= now,
+                _ => false,
+            };
+            (due, due && attempted)
+        }
+    }
+}
+
 /// Decides the next status and actions.
 #[must_use]
 pub fn decide(obs: &Observation<'_>, settings: &Settings) -> Decision {
@@ -667,6 +694,40 @@ mod tests {
             "spec": spec, "status": status
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn pods_are_read_only_while_a_stage_can_still_change_or_the_ttl_is_due() {
+        let fresh = omjob(json!(null), json!({}));
+        assert_eq!(pods_to_read(&fresh, at(0)), (true, false));
+        let running = omjob(json!({"phase": "Running"}), json!({}));
+        assert_eq!(pods_to_read(&running, at(0)), (true, false));
+        // Attempt recorded but Running still in status (a crash between the two writes).
+        let recorded = omjob(json!({"phase": "Running", "exitHandlerAttempts": 1}), json!({}));
+        assert_eq!(pods_to_read(&recorded, at(0)), (true, true));
+        let exiting = omjob(
+            json!({"phase": "ExitHandlerRunning", "exitHandlerAttempts": 2}),
+            json!({}),
+        );
+        assert_eq!(pods_to_read(&exiting, at(0)), (false, true));
+        let done =
+            json!({"phase": "Succeeded", "exitHandlerAttempts": 1, "completionTime": at(0).to_string()});
+        assert_eq!(
+            pods_to_read(&omjob(done.clone(), json!({})), at(10_000_000)),
+            (false, false),
+            "no TTL"
+        );
+        let with_ttl = omjob(done, json!({"ttlSecondsAfterFinished": 60}));
+        assert_eq!(pods_to_read(&with_ttl, at(59)), (false, false));
+        assert_eq!(pods_to_read(&with_ttl, at(60)), (true, true));
+        // Whatever decide() needs at those points it is given: a finished run before its TTL
+        // decides nothing from pods.
+        let d = decide(&obs(&with_ttl, None, None, 59), &Settings::default());
+        assert!(
+            d.actions.iter().all(|a| *a != Action::CleanupPods),
+            "{:?}",
+            d.actions
+        );
     }
 
     fn pod(name: &str, created: i64, status: serde_json::Value) -> Pod {

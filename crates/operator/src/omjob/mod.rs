@@ -13,10 +13,10 @@ use kube::{
     Api, Client, Resource as _, ResourceExt as _,
     api::{DeleteParams, Patch, PatchParams, PostParams},
     runtime::{
-        Controller,
+        Controller, WatchStreamExt as _,
         controller::{self, Action as Requeue},
         events::{Event, EventType, Recorder},
-        reflector::Store,
+        reflector::{self, Store},
         watcher,
     },
 };
@@ -398,14 +398,19 @@ async fn reconcile_inner(omjob: Arc<OMJob>, ctx: &Context) -> Result<Requeue, Er
         name: name.clone(),
     };
     let main_name = names::main_pod_name(&name);
-    let mut main = get_owned(&run.pods, &main_name, &run.omjob).await?;
     let attempt = run
         .omjob
         .status
         .as_ref()
         .and_then(|s| s.exit_handler_attempts)
         .unwrap_or(0);
-    let mut exit = if attempt >= 1 {
+    let (read_main, read_exit) = decide::pods_to_read(&run.omjob, ctx.clock.now());
+    let mut main = if read_main {
+        get_owned(&run.pods, &main_name, &run.omjob).await?
+    } else {
+        None
+    };
+    let mut exit = if read_exit {
         get_owned(&run.pods, &exit_pod_name(&name, attempt), &run.omjob).await?
     } else {
         None
@@ -513,6 +518,17 @@ fn main_finished_at(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
         })
 }
 
+/// Drops what a reconcile never reads from an object before it is cached: `managedFields`
+/// (every field manager's field set, often larger than the object itself; status and finalizer
+/// writes are made without it) and kubectl's last-applied copy of the object. With thousands of
+/// finished OMJobs kept for their history, the cache is most of the operator's memory.
+pub fn strip_for_cache<K: kube::Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+    if let Some(a) = obj.meta_mut().annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 /// Backoff after a failed reconcile.
 #[must_use]
 pub fn error_policy(omjob: Arc<OMJob>, error: &Error, ctx: Arc<Context>) -> Requeue {
@@ -542,7 +558,13 @@ pub async fn run(
             .collect(),
     };
     let streams = scopes.into_iter().map(|(omjobs, pods)| {
-        Controller::new(omjobs, watcher::Config::default().any_semantic())
+        let (reader, writer) = reflector::store();
+        let cached = watcher(omjobs, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(strip_for_cache)
+            .reflect(writer)
+            .touched_objects();
+        Controller::for_stream(cached, reader)
             // Only pods the operator made carry the pod-type label; other pods are not watched.
             .owns(
                 pods,
@@ -562,4 +584,37 @@ pub async fn run(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_objects_lose_managed_fields_and_the_last_applied_copy_only() {
+        let mut o: OMJob = serde_json::from_value(json!({
+            "apiVersion": "pipelines.openmetadata.org/v1", "kind": "OMJob",
+            "metadata": {
+                "name": "j", "namespace": "ns",
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "keep": "me"},
+                "labels": {"app.kubernetes.io/pipeline": "p"},
+                "finalizers": [decide::FINALIZER],
+                "managedFields": [{"manager": "omjob-operator", "operation": "Apply", "fieldsType": "FieldsV1",
+                                   "fieldsV1": {"f:status": {"f:phase": {}}}}]
+            },
+            "spec": {"mainPodSpec": {"image": "i", "serviceAccountName": "sa", "command": ["x"]}},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        let before = o.clone();
+        strip_for_cache(&mut o);
+        assert_eq!(o.metadata.managed_fields, None);
+        assert_eq!(
+            o.metadata.annotations,
+            Some([("keep".to_owned(), "me".to_owned())].into())
+        );
+        assert_eq!(o.metadata.labels, before.metadata.labels);
+        assert_eq!(o.metadata.finalizers, before.metadata.finalizers);
+        assert_eq!(o.status, before.status);
+    }
 }

@@ -6,22 +6,16 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use k8s_openapi::{
-    api::{
-        core::v1::{Secret, ServiceAccount},
-        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+use k8s_openapi::api::{
+    core::v1::ServiceAccount,
+    rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
 };
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
-    runtime::{
-        events::{Recorder, Reporter},
-        wait::{await_condition, conditions},
-    },
+    runtime::events::{Recorder, Reporter},
 };
-use omjob_testbed::fixture::{self, TestNamespace, wait_for_service_account};
+use omjob_testbed::fixture::{self, ServiceAccountCredentials, TestNamespace, wait_for_service_account};
 use pipeline_service::{Config, PipelineClient, PipelineDefinition, pipeline, runs::Run};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -36,19 +30,8 @@ static CLUSTER_SETUP: OnceCell<()> = OnceCell::const_new();
 pub async fn cluster_setup(admin: &Client) {
     CLUSTER_SETUP
         .get_or_init(|| async {
-            let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+            fixture::install_crds(admin, omjob_api::crds::all(), "pipeline-service-tests").await;
             let ssa = PatchParams::apply("pipeline-service-tests").force();
-            for crd in omjob_api::crds::all() {
-                let name = crd.metadata.name.clone().unwrap();
-                crds.patch(&name, &ssa, &Patch::Apply(&crd)).await.unwrap();
-                tokio::time::timeout(
-                    Duration::from_secs(30),
-                    await_condition(crds.clone(), &name, conditions::is_crd_established()),
-                )
-                .await
-                .unwrap()
-                .unwrap();
-            }
             let text = std::fs::read_to_string(repo_file("deploy/rbac/clusterrole.yaml")).unwrap();
             let role: ClusterRole = serde_yaml_ng::from_str(text.split("\n---\n").next().unwrap()).unwrap();
             Api::<ClusterRole>::all(admin.clone())
@@ -65,55 +48,22 @@ pub fn repo_file(path: &str) -> String {
 
 /// A client authenticated as `sa` in `ns`.
 pub async fn service_account_client(admin: &Client, ns: &str, sa: &str) -> Client {
-    wait_for_service_account(admin, ns, sa, Duration::from_secs(60))
+    ServiceAccountCredentials::read(admin, ns, sa)
         .await
-        .unwrap();
-    let account = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
-        .get(sa)
+        .client()
         .await
-        .unwrap();
-    let secret_name = account.secrets.unwrap()[0].name.clone().unwrap();
-    let secret = Api::<Secret>::namespaced(admin.clone(), ns)
-        .get(&secret_name)
-        .await
-        .unwrap();
-    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
-    let kc = kube::config::Kubeconfig::read_from(fixture::shared().kubeconfig()).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .unwrap();
-    config.auth_info = kube::config::AuthInfo {
-        token: Some(token.into()),
-        ..Default::default()
-    };
-    Client::try_from(config).unwrap()
 }
 
-/// A kubeconfig file for `client`'s service account token (for running the binary).
+/// A kubeconfig file with `sa`'s token (for running the binary).
 pub async fn service_account_kubeconfig(
     admin: &Client,
     ns: &str,
     sa: &str,
     dir: &std::path::Path,
 ) -> std::path::PathBuf {
-    let account = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
-        .get(sa)
+    ServiceAccountCredentials::read(admin, ns, sa)
         .await
-        .unwrap();
-    let secret_name = account.secrets.unwrap()[0].name.clone().unwrap();
-    let secret = Api::<Secret>::namespaced(admin.clone(), ns)
-        .get(&secret_name)
-        .await
-        .unwrap();
-    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
-    let text = std::fs::read_to_string(fixture::shared().kubeconfig()).unwrap();
-    let mut kc: Value = serde_yaml_ng::from_str(&text).unwrap();
-    for user in kc["users"].as_array_mut().unwrap() {
-        user["user"] = json!({"token": token});
-    }
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
-    path
+        .write_kubeconfig(&dir.join("kubeconfig"))
 }
 
 /// One test's world.
