@@ -14,13 +14,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use kube::Api;
 use omjob_api::{OMJob, Phase};
-use omjob_testbed::{
-    Testbed, TestbedOptions,
-    node::{
-        NodeMode,
-        pod::{RULE_EXIT_CODE, RULE_OOM, RULE_RUN_SECONDS},
-    },
-};
+use omjob_testbed::node::pod::{RULE_EXIT_CODE, RULE_OOM, RULE_RUN_SECONDS};
 use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
 
 use crate::{
@@ -153,16 +147,8 @@ async fn soak(args: &Args) -> anyhow::Result<()> {
         .map(|i| plan(&mut rng, i, args.max_run_seconds))
         .collect();
 
-    let dir = tempfile::Builder::new().prefix("omjob-soak-").tempdir()?;
     step("Starting a rule-mode testbed");
-    let testbed = Testbed::start(
-        dir.path(),
-        &TestbedOptions {
-            mode: NodeMode::Rules,
-            ..TestbedOptions::default()
-        },
-    )
-    .await?;
+    let testbed = crate::bench::rule_testbed("omjob-soak-", 1).await?;
     let client = testbed.control_plane().client().await?;
     install_crds(&client).await?;
     create_namespace(&client, NAMESPACE).await?;
@@ -181,7 +167,7 @@ async fn soak(args: &Args) -> anyhow::Result<()> {
     ));
     let mut operators = Vec::new();
     for i in 0..args.replicas {
-        let mut opts = OperatorOptions::new(dir.path().join(format!("operator-{i}.log")));
+        let mut opts = OperatorOptions::new(testbed.dir().join(format!("operator-{i}.log")));
         opts.leader_election = election;
         let started = if election {
             Started::Serving

@@ -3,7 +3,7 @@
 //! run under, and the Deployment's environment is a valid configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{path::PathBuf, process::Command};
+use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, api::PostParams};
@@ -16,20 +16,7 @@ fn repo() -> PathBuf {
 }
 
 fn kubectl(args: &[&str]) -> String {
-    let shared = fixture::shared();
-    let out = Command::new(&shared.testbed().control_plane().binaries().kubectl)
-        .arg(format!("--kubeconfig={}", shared.kubeconfig().display()))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    fixture::shared().kubectl(args, &repo())
 }
 
 fn rendered() -> Vec<Value> {

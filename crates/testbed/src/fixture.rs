@@ -125,6 +125,28 @@ impl SharedTestbed {
         self.testbed.control_plane().kubeconfig().to_owned()
     }
 
+    /// Runs the testbed's kubectl (the 1.20 build matching the server) as admin in `dir` and
+    /// returns its standard output.
+    ///
+    /// # Panics
+    /// When kubectl cannot start or exits non-zero; the message carries its output.
+    #[must_use]
+    pub fn kubectl(&self, args: &[&str], dir: &Path) -> String {
+        let out = std::process::Command::new(&self.testbed.control_plane().binaries().kubectl)
+            .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A new admin client for the calling runtime.
     ///
     /// # Panics

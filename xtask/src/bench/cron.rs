@@ -21,7 +21,6 @@ use kube::{
     runtime::{WatchStreamExt as _, watcher},
 };
 use omjob_api::{CronOMJob, OMJob, Phase};
-use omjob_testbed::{Testbed, TestbedOptions, node::NodeMode};
 use serde_json::json;
 
 use super::{
@@ -149,17 +148,8 @@ fn secs(d: Duration) -> String {
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
     let n = args.crons;
-    let dir = tempfile::Builder::new().prefix("omjob-bench-cron-").tempdir()?;
     step("Starting a rule-mode testbed with one node");
-    let testbed = Testbed::start(
-        dir.path(),
-        &TestbedOptions {
-            nodes: 1,
-            mode: NodeMode::Rules,
-            ..TestbedOptions::default()
-        },
-    )
-    .await?;
+    let testbed = crate::bench::rule_testbed("omjob-bench-cron-", 1).await?;
     let client = testbed.control_plane().client().await?;
     install_crds(&client).await?;
     create_namespace(&client, NAMESPACE).await?;
@@ -168,7 +158,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let omjobs: Api<OMJob> = Api::namespaced(client.clone(), NAMESPACE);
     let _watch = AbortOnDrop(vec![spawn_run_watch(omjobs, runs.clone()).await?]);
 
-    let mut opts = OperatorOptions::new(dir.path().join("operator.log"));
+    let mut opts = OperatorOptions::new(testbed.dir().join("operator.log"));
     if let Some(t) = args.threads {
         opts.env.push(("RECONCILIATION_THREADS".into(), t.to_string()));
     }

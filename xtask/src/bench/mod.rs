@@ -7,6 +7,48 @@ pub(crate) mod omjob;
 pub(crate) mod operator_process;
 mod pipelines;
 
+/// A rule-mode testbed (pods finish from annotations, no processes) in a temporary directory
+/// that is removed after the testbed stops.
+pub(crate) struct RuleTestbed {
+    // Declared first so that it drops (stops its processes) before its directory goes.
+    pub testbed: omjob_testbed::Testbed,
+    dir: tempfile::TempDir,
+}
+
+impl RuleTestbed {
+    /// The temporary directory (the testbed's data, and room for logs beside it).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl std::ops::Deref for RuleTestbed {
+    type Target = omjob_testbed::Testbed;
+
+    fn deref(&self) -> &Self::Target {
+        &self.testbed
+    }
+}
+
+/// Starts a rule-mode testbed with `nodes` simulated nodes, its data under a temporary directory
+/// named after `prefix`.
+///
+/// # Errors
+/// When the directory cannot be made or the testbed does not start.
+pub(crate) async fn rule_testbed(prefix: &str, nodes: usize) -> anyhow::Result<RuleTestbed> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let testbed = omjob_testbed::Testbed::start(
+        dir.path(),
+        &omjob_testbed::TestbedOptions {
+            nodes,
+            mode: omjob_testbed::node::NodeMode::Rules,
+            ..omjob_testbed::TestbedOptions::default()
+        },
+    )
+    .await?;
+    Ok(RuleTestbed { testbed, dir })
+}
+
 /// What to benchmark.
 #[derive(clap::Subcommand, Debug)]
 pub enum Suite {

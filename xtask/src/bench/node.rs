@@ -10,7 +10,6 @@ use kube::{
     api::PostParams,
     runtime::{WatchStreamExt as _, watcher},
 };
-use omjob_testbed::{Testbed, TestbedOptions, node::NodeMode};
 use serde_json::json;
 
 use crate::step;
@@ -27,16 +26,8 @@ pub struct Args {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new().prefix("omjob-bench-").tempdir()?;
     step("Starting a rule-mode testbed (pods finish without processes)");
-    let testbed = Testbed::start(
-        dir.path(),
-        &TestbedOptions {
-            mode: NodeMode::Rules,
-            ..TestbedOptions::default()
-        },
-    )
-    .await?;
+    let testbed = crate::bench::rule_testbed("omjob-bench-", 1).await?;
     let client = testbed.control_plane().client().await?;
     let pods: Api<Pod> = Api::namespaced(client, "default");
 

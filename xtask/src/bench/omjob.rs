@@ -31,7 +31,6 @@ use kube::{
     },
 };
 use omjob_api::{OMJob, Phase};
-use omjob_testbed::{Testbed, TestbedOptions, node::NodeMode};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -83,19 +82,10 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let pods = 2 * (before_fill + fill) + args.burst;
     let nodes = pods.div_ceil(PODS_PER_NODE).max(1);
 
-    let dir = tempfile::Builder::new().prefix("omjob-bench-").tempdir()?;
     step(&format!(
         "Starting a rule-mode testbed with {nodes} node(s) (about {pods} pods in this run)"
     ));
-    let testbed = Testbed::start(
-        dir.path(),
-        &TestbedOptions {
-            nodes,
-            mode: NodeMode::Rules,
-            ..TestbedOptions::default()
-        },
-    )
-    .await?;
+    let testbed = crate::bench::rule_testbed("omjob-bench-", nodes).await?;
     let client = testbed.control_plane().client().await?;
     install_crds(&client).await?;
     for ns in [OMJOB_NAMESPACE, JOB_NAMESPACE] {
@@ -112,7 +102,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     ];
     let watches = AbortOnDrop(watches.into_iter().collect());
 
-    let mut opts = OperatorOptions::new(dir.path().join("operator.log"));
+    let mut opts = OperatorOptions::new(testbed.dir().join("operator.log"));
     if let Some(t) = args.threads {
         opts.env.push(("RECONCILIATION_THREADS".into(), t.to_string()));
     }

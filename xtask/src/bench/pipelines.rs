@@ -21,7 +21,6 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
     runtime::wait::{await_condition, conditions},
 };
-use omjob_testbed::{Testbed, TestbedOptions, node::NodeMode};
 use pipeline_service::{Config, PipelineClient, pipeline};
 use serde_json::json;
 
@@ -173,16 +172,8 @@ async fn measure(client: Client, operator: bool, args: &Args) -> anyhow::Result<
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new().prefix("pipelines-bench-").tempdir()?;
     step("Starting a rule-mode testbed (pods finish without processes)");
-    let testbed = Testbed::start(
-        dir.path(),
-        &TestbedOptions {
-            mode: NodeMode::Rules,
-            ..TestbedOptions::default()
-        },
-    )
-    .await?;
+    let testbed = crate::bench::rule_testbed("pipelines-bench-", 1).await?;
     let client = testbed.control_plane().client().await?;
     if args.mode != ModeArg::Operator {
         measure(client.clone(), false, args).await?;
