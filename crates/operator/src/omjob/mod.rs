@@ -212,11 +212,39 @@ struct Run<'a> {
     pods: Api<Pod>,
     omjobs: Api<OMJob>,
     name: String,
+    /// Events of this reconcile, published when it ends (see the `Drop` impl).
+    events: Vec<Event>,
+}
+
+impl Drop for Run<'_> {
+    /// Publishes the reconcile's events, in order, off the reconcile: they are best effort and
+    /// nothing decides from them, so the event round trips stay out of the path between a main
+    /// pod's end and its exit pod's creation. Publishing from `drop` covers every way out of a
+    /// reconcile, errors included (their status was written before the events were noted).
+    fn drop(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let events = std::mem::take(&mut self.events);
+        let recorder = self.ctx.recorder.clone();
+        let reference = self.omjob.object_ref(&());
+        let name = self.name.clone();
+        runtime.spawn(async move {
+            for ev in &events {
+                if let Err(e) = recorder.publish(ev, &reference).await {
+                    tracing::warn!(omjob = %name, error = %e, "failed to publish event");
+                }
+            }
+        });
+    }
 }
 
 impl Run<'_> {
-    async fn publish(&self, note: &decide::EventNote) {
-        let ev = Event {
+    fn publish(&mut self, note: &decide::EventNote) {
+        self.events.push(Event {
             type_: if note.warning {
                 EventType::Warning
             } else {
@@ -226,10 +254,7 @@ impl Run<'_> {
             note: Some(note.note.clone()),
             action: "Reconcile".to_owned(),
             secondary: None,
-        };
-        if let Err(e) = self.ctx.recorder.publish(&ev, &self.omjob.object_ref(&())).await {
-            tracing::warn!(omjob = %self.name, error = %e, "failed to publish event");
-        }
+        });
     }
 
     async fn write_status(&mut self, d: &Decision) -> Result<(), Error> {
@@ -396,6 +421,7 @@ async fn reconcile_inner(omjob: Arc<OMJob>, ctx: &Context) -> Result<Requeue, Er
         pods: Api::namespaced(ctx.client.clone(), &ns),
         omjobs: Api::namespaced(ctx.client.clone(), &ns),
         name: name.clone(),
+        events: Vec::new(),
     };
     let main_name = names::main_pod_name(&name);
     let attempt = run
@@ -451,8 +477,7 @@ async fn reconcile_inner(omjob: Arc<OMJob>, ctx: &Context) -> Result<Requeue, Er
                         reason: "MainPodCreated",
                         note: format!("Created main ingestion pod: {main_name}"),
                         warning: false,
-                    })
-                    .await;
+                    });
                     main = Some(p);
                 }
                 Err(msg) => main_create_error = Some(msg),
@@ -462,7 +487,7 @@ async fn reconcile_inner(omjob: Arc<OMJob>, ctx: &Context) -> Result<Requeue, Er
         // Record the decision (and with it any new exit-handler attempt) before acting on it.
         run.write_status(&d).await?;
         for note in &d.events {
-            run.publish(note).await;
+            run.publish(note);
         }
         for action in &d.actions {
             match action {
