@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use common::{Harness, omjob, wait_phase};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -64,6 +66,52 @@ async fn a_non_zero_exit_runs_the_exit_handler_once_with_failed_and_the_code() {
     );
     assert_eq!(h.exit_runs("fail"), ["failed 3 Error"]);
     assert_eq!(st.exit_handler_exit_code, Some(0));
+
+    // One event per transition, failures as Warning, with the Java operator's reasons. Events are
+    // published after each reconcile, so they are awaited (watched), not expected at once.
+    let want = [
+        ("MainPodCreated", "Normal"),
+        ("MainPodCompleted", "Warning"),
+        ("ExitHandlerCreated", "Normal"),
+        ("OMJobFailed", "Warning"),
+    ];
+    let events: Api<Event> = Api::namespaced(h.admin.clone(), h.ns());
+    let seen = |list: &[Event]| -> Vec<(String, String)> {
+        let mut v: Vec<_> = list
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("fail"))
+            .map(|e| {
+                (
+                    e.reason.clone().unwrap_or_default(),
+                    e.type_.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let mut expected: Vec<(String, String)> = want
+        .iter()
+        .map(|(r, t)| ((*r).to_owned(), (*t).to_owned()))
+        .collect();
+    expected.sort();
+    let stream = watcher(events.clone(), watcher::Config::default()).default_backoff();
+    let got = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut store = Vec::new();
+        futures::pin_mut!(stream);
+        while let Some(ev) = futures::StreamExt::next(&mut stream).await {
+            if let Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) = ev {
+                store.push(e);
+                if seen(&store) == expected {
+                    break;
+                }
+            }
+        }
+        seen(&store)
+    })
+    .await;
+    let now = seen(&events.list(&Default::default()).await.unwrap().items);
+    assert_eq!(got.unwrap_or(now), expected);
 }
 
 #[tokio::test]
