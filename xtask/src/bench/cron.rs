@@ -14,17 +14,13 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use futures::StreamExt as _;
 use k8s_openapi::jiff::Timestamp;
-use kube::{
-    Api,
-    runtime::{WatchStreamExt as _, watcher},
-};
+use kube::Api;
 use omjob_api::{CronOMJob, OMJob, Phase};
 use serde_json::json;
 
 use super::{
-    omjob::{AbortOnDrop, Pacer, create_namespace, create_paced, install_crds},
+    omjob::{AbortOnDrop, Pacer, create_namespace, create_paced, install_crds, spawn_watch},
     operator_process::{OperatorOptions, OperatorProcess, Started},
 };
 use crate::step;
@@ -80,45 +76,23 @@ async fn spawn_run_watch(
     api: Api<OMJob>,
     runs: Arc<Mutex<Runs>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            let now = Instant::now();
-            match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    let name = o.metadata.name.clone().unwrap_or_default();
-                    let mut r = runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    r.appeared.entry(name.clone()).or_insert(now);
-                    if let Some(t) = o.metadata.creation_timestamp.as_ref() {
-                        r.newest_creation = r.newest_creation.max(Some(t.0));
-                    }
-                    if let Some(p) = o
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.phase)
-                        .filter(|p| p.is_terminal())
-                    {
-                        r.finished.entry(name).or_insert((now, p));
-                    }
-                }
-                Ok(watcher::Event::InitDone) => {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => eprintln!("watch error (retrying): {e}"),
-            }
+    spawn_watch(api, runs, |runs, o, now| {
+        let name = o.metadata.name.clone().unwrap_or_default();
+        let mut r = runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        r.appeared.entry(name.clone()).or_insert(now);
+        if let Some(t) = o.metadata.creation_timestamp.as_ref() {
+            r.newest_creation = r.newest_creation.max(Some(t.0));
         }
-    });
-    tokio::time::timeout(Duration::from_secs(60), ready_rx)
-        .await
-        .context("the OMJob watch did not finish its initial list within 60 s")?
-        .context("the OMJob watch ended before its initial list")?;
-    Ok(task)
+        if let Some(p) = o
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .filter(|p| p.is_terminal())
+        {
+            r.finished.entry(name).or_insert((now, p));
+        }
+    })
+    .await
 }
 
 /// Polls `runs` until `count` says `n` are there, or fails after `limit`; returns the count.

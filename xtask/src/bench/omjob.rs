@@ -512,16 +512,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Follows `api` with a watcher, calling `on_object` for every object it reports; returns once the
-/// initial list is done, so nothing created afterwards can be missed.
-async fn spawn_watch<K>(
+/// Follows `api` with a watcher, calling `on_object` with `state` for every object it reports;
+/// returns once the initial list is done, so nothing created afterwards can be missed.
+pub(crate) async fn spawn_watch<K, S>(
     api: Api<K>,
-    seen: SharedSeen,
-    on_object: fn(&SharedSeen, &K, Instant),
+    seen: S,
+    on_object: fn(&S, &K, Instant),
 ) -> anyhow::Result<tokio::task::JoinHandle<()>>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default,
+    S: Send + 'static,
 {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
