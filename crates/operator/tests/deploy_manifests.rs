@@ -16,15 +16,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn kubectl(args: &[&str]) -> String {
-    fixture::shared().kubectl(args, &repo())
-}
-
 fn rendered() -> Vec<Value> {
-    let text = kubectl(&["kustomize", "deploy/operator"]);
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
-        .collect()
+    fixture::shared().kustomize(&repo(), "deploy/operator")
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -133,7 +126,7 @@ async fn the_api_server_accepts_every_rendered_object() {
     let _ = Api::<Namespace>::all(client)
         .create(&PostParams::default(), &ns)
         .await;
-    let out = kubectl(&["apply", "--dry-run=server", "-k", "deploy/operator"]);
+    let out = fixture::shared().kubectl(&["apply", "--dry-run=server", "-k", "deploy/operator"], &repo());
     assert_eq!(out.lines().count(), 9, "{out}");
     assert!(out.lines().all(|l| l.ends_with("(server dry run)")), "{out}");
 }

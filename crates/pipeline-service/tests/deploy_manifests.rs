@@ -15,15 +15,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn kubectl(args: &[&str]) -> String {
-    fixture::shared().kubectl(args, &repo())
-}
-
 fn rendered() -> Vec<Value> {
-    let text = kubectl(&["kustomize", "deploy/pipeline-service"]);
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
-        .collect()
+    fixture::shared().kustomize(&repo(), "deploy/pipeline-service")
 }
 
 #[tokio::test]
@@ -86,6 +79,9 @@ async fn the_kustomization_renders_the_tested_role_and_a_valid_deployment() {
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
-    let out = kubectl(&["apply", "-k", "deploy/pipeline-service", "--dry-run=server"]);
+    let out = fixture::shared().kubectl(
+        &["apply", "-k", "deploy/pipeline-service", "--dry-run=server"],
+        &repo(),
+    );
     assert_eq!(out.lines().count(), 4, "{out}");
 }

@@ -147,6 +147,19 @@ impl SharedTestbed {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Renders the kustomization in `dir` (relative to `root`) with the testbed's kubectl, the
+    /// oldest embedded kustomize a user is likely to have, and returns its documents.
+    ///
+    /// # Panics
+    /// When kubectl fails or prints something that is not YAML.
+    #[must_use]
+    pub fn kustomize(&self, root: &Path, dir: &str) -> Vec<serde_json::Value> {
+        let text = self.kubectl(&["kustomize", dir], root);
+        serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|doc| serde::Deserialize::deserialize(doc).expect("kustomize output is YAML"))
+            .collect()
+    }
+
     /// A new admin client for the calling runtime.
     ///
     /// # Panics
