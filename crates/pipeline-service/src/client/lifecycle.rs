@@ -113,31 +113,30 @@ impl PipelineClient {
 
     /// Deletes the pipeline's schedule object of the current mode (absent is fine).
     pub(super) async fn delete_cron(&self, names: &PipelineNames) -> Result<()> {
-        let dp = DeleteParams::background();
-        let (kind, name, result) = match self.config.mode {
-            Mode::Standard => {
-                let n = names.cron_job();
-                let r = {
-                    let api = self.cron_jobs();
-                    self.retry(|| api.delete(&n, &dp)).await
-                }
-                .map(|_| ());
-                ("CronJob", n, r)
-            }
-            Mode::Operator => {
-                let n = names.cron_omjob();
-                let r = {
-                    let api = self.api::<CronOMJob>();
-                    self.retry(|| api.delete(&n, &dp)).await
-                }
-                .map(|_| ());
-                ("CronOMJob", n, r)
-            }
-        };
+        let (kind, name, result) = self.delete_schedule_object(names).await;
         match result {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(Error::kube(format!("delete {kind}"), name, self.ns(), e)),
+        }
+    }
+
+    /// Deletes the schedule object of the current mode; returns its kind, name and the outcome.
+    async fn delete_schedule_object(
+        &self,
+        names: &PipelineNames,
+    ) -> (&'static str, String, std::result::Result<(), kube::Error>) {
+        match self.config.mode {
+            Mode::Standard => {
+                let n = names.cron_job();
+                let r = self.delete_via(&self.cron_jobs(), &n).await;
+                ("CronJob", n, r)
+            }
+            Mode::Operator => {
+                let n = names.cron_omjob();
+                let r = self.delete_via(&self.api::<CronOMJob>(), &n).await;
+                ("CronOMJob", n, r)
+            }
         }
     }
 
@@ -213,7 +212,6 @@ impl PipelineClient {
         let names = PipelineNames::new(pipeline);
         let selector = names.selector();
         let lp = ListParams::default().labels(&selector);
-        let dp = DeleteParams::background();
         let mut errors = Vec::new();
         let mut deleted = Vec::new();
         let mut note = |what: String,
@@ -232,59 +230,28 @@ impl PipelineClient {
         match listed {
             Ok(list) => {
                 for n in list {
-                    let r = match self.config.mode {
-                        Mode::Standard => {
-                            let api = self.api::<Job>();
-                            self.retry(|| api.delete(&n, &dp)).await.map(|_| ())
-                        }
-                        Mode::Operator => {
-                            let api = self.api::<OMJob>();
-                            self.retry(|| api.delete(&n, &dp)).await.map(|_| ())
-                        }
+                    let (what, r) = match self.config.mode {
+                        Mode::Standard => (
+                            kind_name::<Job>(&n),
+                            self.delete_via(&self.api::<Job>(), &n).await,
+                        ),
+                        Mode::Operator => (
+                            kind_name::<OMJob>(&n),
+                            self.delete_via(&self.api::<OMJob>(), &n).await,
+                        ),
                     };
-                    let kind = if self.config.mode == Mode::Standard {
-                        "Job"
-                    } else {
-                        "OMJob"
-                    };
-                    note(format!("{kind}/{n}"), r, "delete", &mut errors);
+                    note(what, r, "delete", &mut errors);
                 }
             }
             Err(e) => errors.push(Error::kube("list runs", &selector, self.ns(), e).to_string()),
         }
-        match self.config.mode {
-            Mode::Standard => {
-                let n = names.cron_job();
-                let r = {
-                    let api = self.cron_jobs();
-                    self.retry(|| api.delete(&n, &dp)).await
-                }
-                .map(|_| ());
-                note(format!("CronJob/{n}"), r, "delete", &mut errors);
-            }
-            Mode::Operator => {
-                let n = names.cron_omjob();
-                let r = {
-                    let api = self.api::<CronOMJob>();
-                    self.retry(|| api.delete(&n, &dp)).await
-                }
-                .map(|_| ());
-                note(kind_name::<CronOMJob>(&n), r, "delete", &mut errors);
-            }
-        }
+        let (kind, n, r) = self.delete_schedule_object(&names).await;
+        note(format!("{kind}/{n}"), r, "delete", &mut errors);
         let n = names.secret();
-        let r = {
-            let api = self.api::<Secret>();
-            self.retry(|| api.delete(&n, &dp)).await
-        }
-        .map(|_| ());
+        let r = self.delete_via(&self.api::<Secret>(), &n).await;
         note(kind_name::<Secret>(&n), r, "delete", &mut errors);
         let n = names.config_map();
-        let r = {
-            let api = self.api::<ConfigMap>();
-            self.retry(|| api.delete(&n, &dp)).await
-        }
-        .map(|_| ());
+        let r = self.delete_via(&self.api::<ConfigMap>(), &n).await;
         note(kind_name::<ConfigMap>(&n), r, "delete", &mut errors);
         if !errors.is_empty() {
             return Err(Error::Partial(errors));

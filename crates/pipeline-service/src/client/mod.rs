@@ -210,6 +210,16 @@ impl PipelineClient {
         retry_with(&self.retry_policy, call).await
     }
 
+    /// Deletes `name` through `api` with background propagation (owned objects, a run's pods
+    /// included, go with it), retrying transient errors. Not-found is left to the caller.
+    async fn delete_via<K>(&self, api: &Api<K>, name: &str) -> std::result::Result<(), kube::Error>
+    where
+        K: Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let dp = kube::api::DeleteParams::background();
+        self.retry(|| api.delete(name, &dp)).await.map(|_| ())
+    }
+
     fn ns(&self) -> &str {
         &self.config.namespace
     }

@@ -6,7 +6,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Resource, ResourceExt as _,
-    api::{DeleteParams, ListParams, PostParams},
+    api::{ListParams, PostParams},
 };
 use omjob_api::OMJob;
 use serde::de::DeserializeOwned;
@@ -292,20 +292,11 @@ impl PipelineClient {
             .filter(|r| !r.state.is_finished())
             .collect();
         // Background propagation: the garbage collector deletes the pods (upstream orphans them).
-        let dp = DeleteParams::background();
         let mut killed = Vec::new();
         for r in &active {
             let result = match self.config.mode {
-                Mode::Standard => {
-                    let api = self.api::<Job>();
-                    self.retry(|| api.delete(&r.resource, &dp)).await
-                }
-                .map(|_| ()),
-                Mode::Operator => {
-                    let api = self.api::<OMJob>();
-                    self.retry(|| api.delete(&r.resource, &dp)).await
-                }
-                .map(|_| ()),
+                Mode::Standard => self.delete_via(&self.api::<Job>(), &r.resource).await,
+                Mode::Operator => self.delete_via(&self.api::<OMJob>(), &r.resource).await,
             };
             match result {
                 Ok(()) => killed.push(format!("{}/{}", r.kind, r.resource)),
