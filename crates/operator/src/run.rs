@@ -130,7 +130,6 @@ pub async fn run() -> anyhow::Result<()> {
         metrics: metrics.clone(),
         clock: Arc::new(SystemClock),
         settings,
-        nodes: None,
     });
     let namespaces = match &config.watch_namespaces {
         WatchNamespaces::All => None,

@@ -16,8 +16,7 @@ use kube::{
         Controller, WatchStreamExt as _,
         controller::{self, Action as Requeue},
         events::{Event, EventType, Recorder},
-        reflector::{self, Store},
-        watcher,
+        reflector, watcher,
     },
 };
 use omjob_api::{OMJob, labels, names};
@@ -44,8 +43,6 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// Decision settings.
     pub settings: Settings,
-    /// Nodes, for lost-node detection (`None`: read on demand).
-    pub nodes: Option<Store<Node>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -177,18 +174,15 @@ async fn node_down_since(
     let Some(node_name) = outcome::node_name(pod) else {
         return Ok(None);
     };
-    let node = match &ctx.nodes {
-        Some(store) => store
-            .get(&kube::runtime::reflector::ObjectRef::new(node_name))
-            .map(|n| (*n).clone()),
-        None => Api::<Node>::all(ctx.client.clone())
-            .get_opt(node_name)
-            .await
-            .map_err(|source| Error::GetNode {
-                name: node_name.to_owned(),
-                source,
-            })?,
-    };
+    // Read on demand: only reconciles of a pod that has not finished get here, and keeping a
+    // cache of every Node would cost memory in proportion to the cluster, not to the OMJobs.
+    let node = Api::<Node>::all(ctx.client.clone())
+        .get_opt(node_name)
+        .await
+        .map_err(|source| Error::GetNode {
+            name: node_name.to_owned(),
+            source,
+        })?;
     let Some(node) = node else {
         // A pod bound to a node that no longer exists is as lost as it gets.
         return Ok(Some(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));

@@ -65,7 +65,6 @@ impl CronHarness {
             metrics: Arc::new(Metrics::new()),
             clock: Arc::new(SystemClock),
             settings: Settings::default(),
-            nodes: None,
         });
         let omjob_task = tokio::spawn(omjob::run(
             ctx,

@@ -89,7 +89,6 @@ impl Harness {
             metrics: Arc::new(metrics),
             clock: Arc::new(SystemClock),
             settings,
-            nodes: None,
         });
         h.task = Some(tokio::spawn(omjob::run(
             ctx,

@@ -171,7 +171,6 @@ async fn start_operator(admin: &Client, ns: &str) -> tokio::task::JoinHandle<()>
         metrics: Arc::new(Metrics::new()),
         clock: Arc::new(SystemClock),
         settings: omjob::decide::Settings::default(),
-        nodes: None,
     });
     tokio::spawn(omjob::run(
         ctx,
