@@ -70,9 +70,10 @@ fn run(mut cmd: Command, what: &str) -> anyhow::Result<()> {
 }
 
 fn install() -> anyhow::Result<()> {
-    step(
-        "Control plane: checking the cached Kubernetes 1.20.2 build (first run: apt-get source + build, about 10 minutes)",
-    );
+    let version = omjob_testbed::controlplane::install::kubernetes_version()?;
+    step(&format!(
+        "Control plane: checking the cached Kubernetes {version} build (first run: Go module download + build, about 20-30 minutes on 2 cores)"
+    ));
     omjob_testbed::controlplane::install::Binaries::ensure_installed()?;
     Ok(())
 }

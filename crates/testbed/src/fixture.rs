@@ -16,7 +16,10 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::core::v1::{Namespace, Secret, ServiceAccount},
+    api::{
+        authentication::v1::TokenRequest,
+        core::v1::{Namespace, ServiceAccount},
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -125,7 +128,7 @@ impl SharedTestbed {
         self.testbed.control_plane().kubeconfig().to_owned()
     }
 
-    /// Runs the testbed's kubectl (the 1.20 build matching the server) as admin in `dir` and
+    /// Runs the testbed's kubectl (built from the same sources as the server) as admin in `dir` and
     /// returns its standard output.
     ///
     /// # Panics
@@ -147,8 +150,8 @@ impl SharedTestbed {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Renders the kustomization in `dir` (relative to `root`) with the testbed's kubectl, the
-    /// oldest embedded kustomize a user is likely to have, and returns its documents.
+    /// Renders the kustomization in `dir` (relative to `root`) with the testbed's kubectl (its
+    /// embedded kustomize) and returns its documents.
     ///
     /// # Panics
     /// When kubectl fails or prints something that is not YAML.
@@ -197,8 +200,9 @@ impl SharedTestbed {
     }
 }
 
-/// Waits until service account `name` exists and has its token secret (pods that mount it are
-/// rejected by admission until then).
+/// Waits until service account `name` exists: the ServiceAccount admission plugin rejects pods
+/// that name a missing one. (Since Kubernetes 1.24 no token Secret is created for it; pods get a
+/// projected token, and [`ServiceAccountCredentials::read`] asks for one.)
 ///
 /// # Errors
 /// A description of what was missing when `limit` passed.
@@ -209,11 +213,10 @@ pub async fn wait_for_service_account(
     limit: Duration,
 ) -> Result<(), String> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let has_token =
-        |sa: Option<&ServiceAccount>| sa.is_some_and(|sa| sa.secrets.as_ref().is_some_and(|s| !s.is_empty()));
-    tokio::time::timeout(limit, await_condition(api, name, has_token))
+    let exists = |sa: Option<&ServiceAccount>| sa.is_some();
+    tokio::time::timeout(limit, await_condition(api, name, exists))
         .await
-        .map_err(|_| format!("service account {ns}/{name} has no token after {limit:?}"))?
+        .map_err(|_| format!("service account {ns}/{name} does not exist after {limit:?}"))?
         .map(|_| ())
         .map_err(|e| format!("watching service account {ns}/{name}: {e}"))
 }
@@ -231,35 +234,26 @@ impl std::fmt::Debug for ServiceAccountCredentials {
 }
 
 impl ServiceAccountCredentials {
-    /// Waits for service account `ns/sa` to have its token secret and reads the token.
+    /// Waits for service account `ns/sa` to exist and asks the TokenRequest API for a token of
+    /// it, valid for a day (longer than any test or bench run), bound to no object.
     ///
     /// # Panics
-    /// When the account or its token does not appear within a minute.
+    /// When the account does not appear within a minute or the token request fails.
     pub async fn read(admin: &Client, ns: &str, sa: &str) -> Self {
         wait_for_service_account(admin, ns, sa, Duration::from_secs(60))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let account = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
-            .get(sa)
+        let request: TokenRequest = serde_json::from_value(serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 86_400, "audiences": []}
+        }))
+        .expect("token request");
+        let issued = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+            .create_token_request(sa, &PostParams::default(), &request)
             .await
-            .expect("read service account");
-        let secret_name = account
-            .secrets
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|r| r.name)
-            .expect("service account token secret");
-        let secret = Api::<Secret>::namespaced(admin.clone(), ns)
-            .get(&secret_name)
-            .await
-            .expect("read token secret");
-        let token = secret
-            .data
-            .and_then(|d| d.get("token").map(|t| t.0.clone()))
-            .expect("token in secret");
-        Self {
-            token: String::from_utf8(token).expect("token is UTF-8"),
-        }
+            .unwrap_or_else(|e| panic!("request a token for {ns}/{sa}: {e}"));
+        let token = issued.status.expect("issued token status").token;
+        Self { token }
     }
 
     /// A client of the shared testbed that authenticates with this token.

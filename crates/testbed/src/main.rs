@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Build and cache the control-plane binaries (once; about 7-10 minutes on 2 cores).
+    /// Build and cache the control-plane binaries (once; about 20-30 minutes on 2 cores).
     Install,
     /// Start a testbed in the background; returns once the API answers.
     Up(RunArgs),

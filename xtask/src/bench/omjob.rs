@@ -41,7 +41,7 @@ use crate::step;
 const OMJOB_NAMESPACE: &str = "bench-omjob";
 /// Namespace of the batch Jobs it compares against.
 const JOB_NAMESPACE: &str = "bench-jobs";
-/// Pods a simulated node accepts (`crates/testbed/src/node/mod.rs`). Kubernetes 1.20's scheduler
+/// Pods a simulated node accepts (`crates/testbed/src/node/mod.rs`). The scheduler
 /// counts finished pods against it too, so a long run needs more than one node.
 const PODS_PER_NODE: usize = 9_000;
 

@@ -210,6 +210,13 @@ pub async fn evict(client: &Client, namespace: &str, pod: &str, message: &str) -
 
 fn node_status(port: u16) -> serde_json::Value {
     let now = status::now();
+    // The kubelet reports its own version; the simulated one claims the control plane's, which is
+    // what a conformant node of this cluster would run.
+    let version = format!(
+        "v{}",
+        crate::controlplane::install::kubernetes_version()
+            .unwrap_or_else(|_| crate::controlplane::install::KUBERNETES_VERSION.to_owned())
+    );
     let cond = |t: &str, s: &str, reason: &str| json!({"type": t, "status": s, "reason": reason, "lastHeartbeatTime": now, "lastTransitionTime": now});
     let capacity = json!({"cpu": "64", "memory": "256Gi", "pods": "10000", "ephemeral-storage": "1Ti"});
     json!({"status": {
@@ -226,7 +233,7 @@ fn node_status(port: u16) -> serde_json::Value {
         "nodeInfo": {
             "machineID": "testbed", "systemUUID": "testbed", "bootID": "testbed",
             "kernelVersion": "simulated", "osImage": "omjob-testbed simulated node",
-            "containerRuntimeVersion": "sim://1", "kubeletVersion": "v1.20.2", "kubeProxyVersion": "v1.20.2",
+            "containerRuntimeVersion": "sim://1", "kubeletVersion": version, "kubeProxyVersion": version,
             "operatingSystem": "linux", "architecture": "amd64"
         }
     }})
@@ -356,7 +363,14 @@ async fn run_pods(shared: Arc<NodeShared>, name: String, mut shutdown: watch::Re
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={name}"));
     let stream = watcher(pods, cfg).default_backoff();
     tokio::pin!(stream);
+    // One entry per pod UID until the pod is deleted from the API. A runner that finished (it ran
+    // the pod and issued the kubelet's final delete) keeps its entry: on 1.34 a Job's pod stays
+    // after that delete until the Job controller drops its tracking finalizer, and the updates it
+    // gets meanwhile must not start the pod again.
     let mut runners: HashMap<String, watch::Sender<PodUpdate>> = HashMap::new();
+    // UIDs listed by the current (re)list; a runner whose pod is not among them was deleted while
+    // the watch was down.
+    let mut relisted: Option<std::collections::HashSet<String>> = None;
     loop {
         let event = tokio::select! {
             e = stream.next() => e,
@@ -375,7 +389,9 @@ async fn run_pods(shared: Arc<NodeShared>, name: String, mut shutdown: watch::Re
                 let Some(uid) = pod.metadata.uid.clone() else {
                     continue;
                 };
-                runners.retain(|_, tx| !tx.is_closed());
+                if let Some(seen) = relisted.as_mut() {
+                    seen.insert(uid.clone());
+                }
                 if let Some(tx) = runners.get(&uid) {
                     let _ = tx.send(PodUpdate::Present(Arc::new(pod)));
                     continue;
@@ -391,7 +407,18 @@ async fn run_pods(shared: Arc<NodeShared>, name: String, mut shutdown: watch::Re
                     let _ = tx.send(PodUpdate::Gone);
                 }
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            watcher::Event::Init => relisted = Some(std::collections::HashSet::new()),
+            watcher::Event::InitDone => {
+                if let Some(seen) = relisted.take() {
+                    runners.retain(|uid, tx| {
+                        let present = seen.contains(uid);
+                        if !present {
+                            let _ = tx.send(PodUpdate::Gone);
+                        }
+                        present
+                    });
+                }
+            }
         }
     }
 }

@@ -167,19 +167,29 @@ impl PodRunner {
         // A lost node is partitioned: it keeps running pods but cannot tell anyone.
         self.node.wait_reachable().await;
         let body = serde_json::json!({"status": status::render(pod, containers)});
+        // A strategic merge, as the kubelet's status manager sends: conditions merge by type, so
+        // the ones other controllers own (DisruptionTarget from the taint manager, pod GC or the
+        // eviction API) survive this node's reports.
         // The kubelet re-syncs status until the API server takes it; this node reports each change
         // once, so an API error (the API server restarting in a fault test, for as long as that
-        // takes) is retried instead of lost. Only the pod's disappearance ends the attempts.
+        // takes) is retried instead of lost. Only the pod's disappearance, or a report the API
+        // server calls invalid, ends the attempts.
         let mut delay = Duration::from_millis(100);
         for attempt in 1u32.. {
             match self
                 .api
-                .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&body))
+                .patch_status(&self.name, &PatchParams::default(), &Patch::Strategic(&body))
                 .await
             {
                 Ok(_) => return,
                 // The pod is gone: nothing left to report.
                 Err(kube::Error::Api(e)) if e.code == 404 => return,
+                // The API server refuses this status as invalid: retrying cannot change that, and
+                // it is a bug in this node, so say so loudly.
+                Err(kube::Error::Api(e)) if e.code == 400 || e.code == 422 => {
+                    tracing::error!(pod = %self.name, error = %e, "the API server refused a pod status report");
+                    return;
+                }
                 Err(e) => {
                     if attempt % 10 == 0 {
                         tracing::warn!(pod = %self.name, attempt, error = %e, "status update still failing");
@@ -460,6 +470,10 @@ impl PodRunner {
                 drain(&mut slots, &mut exits).await;
                 let report = PodReport {
                     reason: Some("Evicted".into()),
+                    disruption: Some(status::Disruption {
+                        reason: "TerminationByKubelet".into(),
+                        message: message.clone(),
+                    }),
                     message: Some(message),
                     ..self.pod_report("Failed")
                 };

@@ -92,6 +92,18 @@ pub struct PodReport {
     pub message: Option<String>,
     /// When the node accepted the pod.
     pub start_time: String,
+    /// Set when the node itself ended the pod for a reason outside it (node-pressure eviction):
+    /// reported as the `DisruptionTarget` condition, as the kubelet does since 1.26.
+    pub disruption: Option<Disruption>,
+}
+
+/// The `DisruptionTarget` condition's reason and message.
+#[derive(Debug, Clone)]
+pub struct Disruption {
+    /// `TerminationByKubelet` for node-pressure eviction.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
 }
 
 fn condition(kind: &str, ok: bool, now: &str, reason: Option<&str>) -> Value {
@@ -116,6 +128,7 @@ pub fn render(pod: &PodReport, containers: &[ContainerReport]) -> Value {
         "ContainersNotReady"
     };
     let ready_reason = (!all_running).then_some(not_ready_reason);
+    let terminal = pod.phase == "Succeeded" || pod.phase == "Failed";
     let statuses: Vec<Value> = containers
         .iter()
         .map(|c| {
@@ -135,14 +148,16 @@ pub fn render(pod: &PodReport, containers: &[ContainerReport]) -> Value {
             s
         })
         .collect();
+    // No `qosClass`: the API server computes it at creation and refuses a change (1.28+).
     let mut status = json!({
         "phase": pod.phase,
         "hostIP": "127.0.0.1",
         "podIP": "127.0.0.1",
         "podIPs": [{"ip": "127.0.0.1"}],
         "startTime": pod.start_time,
-        "qosClass": "BestEffort",
         "conditions": [
+            // The sandbox exists from the node's acceptance until the pod is terminal (1.29+).
+            condition("PodReadyToStartContainers", !terminal, &now, None),
             condition("Initialized", true, &now, None),
             condition("Ready", all_running, &now, ready_reason),
             condition("ContainersReady", all_running, &now, ready_reason),
@@ -150,6 +165,11 @@ pub fn render(pod: &PodReport, containers: &[ContainerReport]) -> Value {
         ],
         "containerStatuses": statuses,
     });
+    if let (Some(d), Some(conditions)) = (&pod.disruption, status["conditions"].as_array_mut()) {
+        let mut c = condition("DisruptionTarget", true, &now, Some(&d.reason));
+        c["message"] = json!(d.message);
+        conditions.push(c);
+    }
     status["reason"] = pod.reason.as_ref().map_or(Value::Null, |r| json!(r));
     status["message"] = pod.message.as_ref().map_or(Value::Null, |m| json!(m));
     status
@@ -207,6 +227,12 @@ mod tests {
         assert_eq!(t["exitCode"], 137);
         assert_eq!(t["reason"], "Error");
         assert_eq!(t["finishedAt"], "2026-01-01T00:00:01Z");
-        assert_eq!(s["conditions"][1]["reason"], "PodCompleted");
+        let ready = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        assert_eq!(ready["reason"], "PodCompleted");
     }
 }
