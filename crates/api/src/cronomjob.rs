@@ -57,7 +57,11 @@ pub struct CronOMJobSpec {
     #[schemars(schema_with = "crate::schema::bool_default_false")]
     pub suspend: Option<bool>,
 
-    /// A slot later than this many seconds is skipped (recorded as missed) instead of run.
+    /// A slot that cannot start within this many seconds of its time is skipped (recorded as
+    /// missed) instead of run. 0 or less (OpenMetadata's default is 0) means no catch-up: a slot
+    /// runs when the operator starts it on time (within a grace of 120 s for its own lateness),
+    /// and one missed while no operator ran is recorded as missed. Left out: no deadline, so
+    /// after an outage the most recent missed slot runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub starting_deadline_seconds: Option<i64>,

@@ -114,7 +114,8 @@ pub struct EnvVar {
     pub value: Option<String>,
 
     /// Where the value comes from. OpenMetadata's server may send an empty `{}`; the operator
-    /// drops such an entry's source when it builds the pod.
+    /// then gives the pod the variable with its `value`, or an empty one, as the Java operator
+    /// does (the API server refuses an empty source).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_from: Option<EnvVarSource>,
 }

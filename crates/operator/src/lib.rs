@@ -3,13 +3,14 @@
 //!
 //! This library holds the process-level plumbing the controllers run inside: configuration from
 //! the Java operator's environment variables, metrics, the health/readiness HTTP endpoints,
-//! structured logging, Lease-based leader election and an injectable clock. The binary
-//! (`main.rs`) wires them together.
+//! structured logging, Lease-based leader election, an injectable clock, and the per-object
+//! decoding the controllers watch through. The binary (`main.rs`) wires them together.
 
 pub mod api_client;
 pub mod clock;
 pub mod config;
 pub mod cronomjob;
+pub mod decode;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -17,7 +17,10 @@ use kube::{
     api::{DeleteParams, PostParams},
 };
 use omjob_api::{CronOMJob, OMJob, Phase, labels, names, schedule::Schedule};
-use omjob_operator::{clock::SystemClock, cronomjob::spawn::SCHEDULED_AT_ANNOTATION};
+use omjob_operator::{
+    clock::SystemClock,
+    cronomjob::{decide::ON_TIME_GRACE, spawn::SCHEDULED_AT_ANNOTATION},
+};
 use serde_json::json;
 
 fn created_at(c: &CronOMJob) -> Timestamp {
@@ -147,6 +150,88 @@ async fn an_operator_restarted_across_a_slot_runs_that_slot_exactly_once() {
         name_of(&runs[1]),
         names::spawned_omjob_name("restart", slot.as_second() + 180).unwrap()
     );
+}
+
+#[tokio::test]
+async fn a_deadline_of_zero_runs_slots_on_time_and_does_not_catch_up_after_an_outage() {
+    // OpenMetadata's server writes `startingDeadlineSeconds: 0`, meaning "no catch-up". Every
+    // ten minutes, so the latest slot can be older than the on-time grace.
+    let clock = manual_clock();
+    let mut ch = CronHarness::start("cron-zero", Arc::new(clock.clone())).await;
+    let cron = ch
+        .create(cronomjob(&ch, "zero", "*/10 * * * *", "true", |c| {
+            c["spec"]["startingDeadlineSeconds"] = json!(0);
+        }))
+        .await;
+    ch.wait_cron("zero", "first status", |c| message(c).starts_with("Waiting"))
+        .await;
+    let first = Schedule::parse("*/10 * * * *", "UTC")
+        .unwrap()
+        .next_after(created_at(&cron))
+        .unwrap();
+    let run_of = |slot: Timestamp| names::spawned_omjob_name("zero", slot.as_second()).unwrap();
+    let recorded = |slot: Timestamp| {
+        move |c: &CronOMJob| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.last_schedule_time.as_ref())
+                .is_some_and(|t| t.0 == slot)
+        }
+    };
+
+    // On time: the slot runs.
+    clock.set(plus(first, 1));
+    let runs = ch
+        .wait_runs(&cron, "run of the on-time slot", |r| !r.is_empty())
+        .await;
+    assert_eq!(name_of(&runs[0]), run_of(first));
+
+    // Down across the next slot, back within the grace (a restart, a leader failover): it runs.
+    ch.stop_cron().await;
+    let second = plus(first, 600);
+    clock.set(plus(second, 30));
+    ch.start_cron();
+    let runs = ch
+        .wait_runs(&cron, "run of the slot seen late", |r| r.len() >= 2)
+        .await;
+    assert_eq!(name_of(&runs[1]), run_of(second));
+
+    // Down across the next slot until past the grace: it is recorded as missed, not run.
+    ch.stop_cron().await;
+    let third = plus(second, 600);
+    let grace = i64::try_from(ON_TIME_GRACE.as_secs()).unwrap();
+    clock.set(plus(third, grace + 1));
+    ch.start_cron();
+    let c = ch
+        .wait_cron("zero", "the missed slot recorded", recorded(third))
+        .await;
+    assert!(
+        message(&c).starts_with("Missed schedule") && message(&c).contains("no catch-up"),
+        "{:?}",
+        c.status
+    );
+    let note = ch.wait_event("zero", "MissSchedule").await;
+    assert!(note.contains(&third.to_string()), "{note}");
+    ch.settle("zero").await;
+    let names: Vec<String> = ch
+        .runs(&cron)
+        .await
+        .iter()
+        .map(|o| name_of(o).to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [run_of(first), run_of(second)],
+        "the missed slot did not run"
+    );
+
+    // The next slot after the outage runs on time again.
+    let fourth = plus(third, 600);
+    clock.set(plus(fourth, 1));
+    let runs = ch
+        .wait_runs(&cron, "run after the outage", |r| r.len() >= 3)
+        .await;
+    assert_eq!(name_of(&runs[2]), run_of(fourth));
 }
 
 #[tokio::test]

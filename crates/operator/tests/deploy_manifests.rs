@@ -1,5 +1,5 @@
-//! `deploy/operator` renders with `kubectl kustomize` (kubectl 1.20's embedded kustomize, the
-//! oldest a user is likely to have), the API server accepts every object it renders, the RBAC it
+//! `deploy/operator` renders with `kubectl kustomize` (the testbed kubectl's embedded kustomize
+//! v5), the API server accepts every object it renders, the RBAC it
 //! ships is the RBAC the integration tests run under, and the Deployment's environment is a valid
 //! operator configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

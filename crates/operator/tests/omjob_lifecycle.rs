@@ -362,8 +362,12 @@ async fn an_omjob_exactly_as_openmetadata_writes_it_runs_to_completion() {
     o["metadata"]["namespace"] = json!(h.ns());
     // The simulated node runs commands, not images: swap `python main.py` for a shell script and
     // keep everything else as the server wrote it (labels, env refs, tolerations, security context).
-    o["spec"]["mainPodSpec"]["command"] =
-        json!(["sh", "-c", "echo \"run $pipelineRunId of $ingestionPipelineFQN\""]);
+    // The script fails unless `EMPTY_VALUE_FROM` (written as `valueFrom: {}`) is set, to "".
+    o["spec"]["mainPodSpec"]["command"] = json!([
+        "sh",
+        "-c",
+        "test \"${EMPTY_VALUE_FROM-unset}\" = \"\" && echo \"run $pipelineRunId of $ingestionPipelineFQN\""
+    ]);
     let trace = h.trace_file(&name);
     o["spec"]["exitHandlerSpec"]["command"] = json!([
         "sh",
@@ -406,5 +410,12 @@ async fn an_omjob_exactly_as_openmetadata_writes_it_runs_to_completion() {
     assert_eq!(
         main.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
         "openmetadata"
+    );
+    // `valueFrom: {}` became a variable with an empty value, not a dropped one.
+    let env = main.spec.unwrap().containers[0].env.clone().unwrap();
+    let empty = env.iter().find(|e| e.name == "EMPTY_VALUE_FROM").expect("kept");
+    assert_eq!(
+        (empty.value.as_deref().unwrap_or(""), &empty.value_from),
+        ("", &None)
     );
 }

@@ -11,6 +11,10 @@
 //! * **Deadline.** A slot more than `startingDeadlineSeconds` old does not run: a `MissSchedule`
 //!   warning, and the slot is recorded in `lastScheduleTime` as handled (the Java operator does
 //!   the same; Kubernetes leaves it unset and notices the miss again on every pass).
+//!   `startingDeadlineSeconds` ≤ 0 is OpenMetadata's "no catch-up" (its server writes 0 by
+//!   default, and the chart's CRD admits negatives): an on-time slot always runs, however late
+//!   the controller itself is, but a slot older than [`ON_TIME_GRACE`] (one missed while no
+//!   controller ran) is recorded as missed instead. See [`StartWindow`]. Unset: no deadline.
 //! * **Concurrency.** `Allow` starts the run anyway; `Forbid` skips the slot while a run is
 //!   active (`JobAlreadyActive`), and, as in Kubernetes, runs it late if the active run ends while
 //!   the slot is still within its deadline; `Replace` deletes the active runs first.
@@ -38,6 +42,68 @@ use crate::omjob::decide::EventNote;
 
 /// `message` while `suspend` is true (the Java operator's text).
 pub const MESSAGE_SUSPENDED: &str = "Suspended";
+
+/// How late a slot may start when `startingDeadlineSeconds` is ≤ 0 ("no catch-up") and still
+/// count as on time.
+///
+/// The value only has to cover the controller's own lateness, never an outage: a burst of
+/// slots (the cron bench saw 1,000 CronOMJobs due in one minute all started within about 20 s
+/// on 2 busy cores), plus a leader failover (a 15 s Lease expiring, a 2 s retry, the new
+/// leader's initial list), plus a short API-server blip. That is about 40 s at worst; 120 s
+/// leaves three times that. It is still short against the intervals pipelines are scheduled
+/// at (hourly, daily), so a slot missed while no operator ran is not caught up later.
+pub const ON_TIME_GRACE: Duration = Duration::from_secs(120);
+
+/// How late after its time a slot may still start, from `startingDeadlineSeconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartWindow {
+    /// Unset: no limit, the most recent unmet slot runs however old (CronJob v2).
+    Unlimited,
+    /// A positive `startingDeadlineSeconds`: a slot older than this does not run (CronJob v2).
+    Deadline(SignedDuration),
+    /// `startingDeadlineSeconds` ≤ 0: OpenMetadata's "no catch-up". The Java operator reads it
+    /// as "no deadline" and Kubernetes would miss every slot; here a slot runs when it is
+    /// started within [`ON_TIME_GRACE`] of its time, and an older one is recorded as missed.
+    OnTimeOnly,
+}
+
+impl StartWindow {
+    /// The window `startingDeadlineSeconds` asks for.
+    #[must_use]
+    pub fn from_spec(starting_deadline_seconds: Option<i64>) -> Self {
+        match starting_deadline_seconds {
+            None => Self::Unlimited,
+            Some(s) if s > 0 => Self::Deadline(SignedDuration::from_secs(s)),
+            Some(_) => Self::OnTimeOnly,
+        }
+    }
+
+    /// The latest age at which a slot still starts; `None` when there is no limit.
+    #[must_use]
+    pub fn limit(self) -> Option<SignedDuration> {
+        match self {
+            Self::Unlimited => None,
+            Self::Deadline(d) => Some(d),
+            // 120 s always fits a `SignedDuration`.
+            Self::OnTimeOnly => SignedDuration::try_from(ON_TIME_GRACE).ok(),
+        }
+    }
+
+    /// Why a slot that is too old did not run, for the status message and the event.
+    fn missed_text(self, slot: &str) -> String {
+        match self {
+            Self::OnTimeOnly => format!(
+                "Missed schedule: the slot at {slot} was not started within {}s of its time, and startingDeadlineSeconds ≤ 0 means no catch-up",
+                ON_TIME_GRACE.as_secs()
+            ),
+            Self::Deadline(d) => format!(
+                "Missed schedule: the slot at {slot} could not start within startingDeadlineSeconds ({}s)",
+                d.as_secs()
+            ),
+            Self::Unlimited => format!("Missed schedule: the slot at {slot}"),
+        }
+    }
+}
 
 /// Settings the decision depends on.
 #[derive(Debug, Clone)]
@@ -274,10 +340,10 @@ impl Builder<'_> {
             .or(cron.metadata.creation_timestamp.as_ref())
             // Objects from the API always have a creation time; without one, nothing is overdue.
             .map_or(now, |t| t.0);
-        let deadline = spec
-            .starting_deadline_seconds
-            .map(|s| SignedDuration::from_secs(s.max(0)));
-        let counted_from = deadline
+        let window = StartWindow::from_spec(spec.starting_deadline_seconds);
+        // Slots older than the window can never run, so they are not counted as unmet either.
+        let counted_from = window
+            .limit()
             .and_then(|d| now.checked_sub(d).ok())
             .map_or(earliest, |t| t.max(earliest));
         let cap = self.settings.too_many_missed;
@@ -295,7 +361,7 @@ impl Builder<'_> {
         let next = schedule.next_after(now);
         let slot = schedule.missed(earliest, now, 0).most_recent;
         if let Some(slot) = slot {
-            self.run_slot(slot, deadline);
+            self.run_slot(slot, window);
         } else if self
             .previous
             .message
@@ -316,19 +382,15 @@ impl Builder<'_> {
         Some(wait.min(self.settings.max_requeue))
     }
 
-    fn run_slot(&mut self, slot: Timestamp, deadline: Option<SignedDuration>) {
+    fn run_slot(&mut self, slot: Timestamp, window: StartWindow) {
         let cron = self.obs.cron;
         let now = self.obs.now;
         let slot_text = rfc3339(slot);
-        if let Some(d) = deadline
+        if let Some(d) = window.limit()
             && slot.checked_add(d).is_ok_and(|latest| latest < now)
         {
             self.status.last_schedule_time = Some(Time(slot));
-            let text = format!(
-                "Missed schedule: the slot at {slot_text} could not start within startingDeadlineSeconds ({}s)",
-                d.as_secs()
-            );
-            self.message(text, Some(("MissSchedule", true)));
+            self.message(window.missed_text(&slot_text), Some(("MissSchedule", true)));
             return;
         }
 
@@ -637,6 +699,121 @@ mod tests {
         // Within the deadline it runs.
         let d = run(&c, &[], "2026-01-01T02:00:59Z");
         assert_eq!(created(&d), [run_name("2026-01-01T02:00:00Z")]);
+    }
+
+    #[test]
+    fn the_start_window_follows_starting_deadline_seconds() {
+        let table = [
+            (None, StartWindow::Unlimited),
+            (Some(1), StartWindow::Deadline(SignedDuration::from_secs(1))),
+            (Some(60), StartWindow::Deadline(SignedDuration::from_secs(60))),
+            (Some(0), StartWindow::OnTimeOnly),
+            (Some(-1), StartWindow::OnTimeOnly),
+            (Some(i64::MIN), StartWindow::OnTimeOnly),
+        ];
+        for (seconds, want) in table {
+            assert_eq!(StartWindow::from_spec(seconds), want, "{seconds:?}");
+        }
+        assert_eq!(
+            StartWindow::OnTimeOnly.limit(),
+            Some(SignedDuration::from_secs(120))
+        );
+        assert_eq!(StartWindow::Unlimited.limit(), None);
+    }
+
+    #[test]
+    fn a_deadline_of_zero_or_less_runs_on_time_slots_and_misses_older_ones() {
+        // Hourly, last run at 01:00; the 02:00 slot is observed at `now`. `true`: it runs.
+        let table = [
+            ("2026-01-01T02:00:00Z", true),  // at its instant
+            ("2026-01-01T02:00:01Z", true),  // on time
+            ("2026-01-01T02:00:20Z", true),  // late, as in a burst of 1,000 due slots
+            ("2026-01-01T02:02:00Z", true),  // late by exactly the grace
+            ("2026-01-01T02:02:01Z", false), // one second past the grace
+            ("2026-01-01T02:30:00Z", false), // the operator was down across the slot
+            ("2026-01-01T03:59:59Z", false), // down for hours: the 03:00 slot is missed too
+        ];
+        for deadline in [0, -1, -3600, i64::MIN] {
+            let c = with_status(
+                cron("0 * * * *", |s| s.starting_deadline_seconds = Some(deadline)),
+                |s| s.last_schedule_time = Some(Time(ts("2026-01-01T01:00:00Z"))),
+            );
+            for (now, runs) in table {
+                let d = run(&c, &[], now);
+                let slot = if now < "2026-01-01T03:00:00Z" {
+                    "2026-01-01T02:00:00Z"
+                } else {
+                    "2026-01-01T03:00:00Z"
+                };
+                let case = format!("deadline {deadline}, now {now}");
+                assert_eq!(
+                    d.status.last_schedule_time,
+                    Some(Time(ts(slot))),
+                    "{case}: the slot is handled either way"
+                );
+                if runs {
+                    assert_eq!(created(&d), [run_name(slot)], "{case}");
+                    assert_eq!(reasons(&d), ["SuccessfulCreate"], "{case}");
+                } else {
+                    assert!(created(&d).is_empty(), "{case}: {:?}", d.actions);
+                    assert_eq!(reasons(&d), ["MissSchedule"], "{case}");
+                    assert!(d.events[0].warning, "{case}");
+                    let msg = d.status.message.clone().unwrap();
+                    assert!(
+                        msg.starts_with("Missed schedule") && msg.contains("no catch-up"),
+                        "{case}: {msg}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn after_a_missed_slot_with_no_catch_up_the_next_slot_runs_on_time() {
+        let c = with_status(
+            cron("0 * * * *", |s| s.starting_deadline_seconds = Some(0)),
+            |s| {
+                s.last_schedule_time = Some(Time(ts("2026-01-01T02:00:00Z")));
+                s.message = Some("Missed schedule: the slot at 2026-01-01T02:00:00Z ...".into());
+            },
+        );
+        let d = run(&c, &[], "2026-01-01T02:40:00Z");
+        assert!(d.actions.is_empty() && d.events.is_empty(), "nothing new is due");
+        let d = run(&c, &[], "2026-01-01T03:00:02Z");
+        assert_eq!(created(&d), [run_name("2026-01-01T03:00:00Z")]);
+    }
+
+    #[test]
+    fn no_catch_up_counts_only_the_slots_within_the_grace() {
+        // Every minute, created two hours before: 120 unmet slots, but only those within the
+        // last 120 s could run, so there is no TooManyMissedTimes warning.
+        let c = cron("* * * * *", |s| s.starting_deadline_seconds = Some(0));
+        let d = run(&c, &[], "2026-01-01T02:00:10Z");
+        assert_eq!(reasons(&d), ["SuccessfulCreate"]);
+        assert_eq!(created(&d), [run_name("2026-01-01T02:00:00Z")]);
+    }
+
+    #[test]
+    fn forbid_with_no_catch_up_runs_a_skipped_slot_only_within_the_grace() {
+        let c = with_status(
+            cron("*/5 * * * *", |s| {
+                s.concurrency_policy = Some(ConcurrencyPolicy::Forbid);
+                s.starting_deadline_seconds = Some(0);
+            }),
+            |s| s.last_schedule_time = Some(Time(ts("2026-01-01T00:05:00Z"))),
+        );
+        let done = child(
+            "2026-01-01T00:05:00Z",
+            Some(Phase::Succeeded),
+            Some("2026-01-01T00:11:00Z"),
+        );
+        // The active run ended 60 s after the 00:10 slot: still on time.
+        let d = run(&c, std::slice::from_ref(&done), "2026-01-01T00:11:01Z");
+        assert_eq!(created(&d), [run_name("2026-01-01T00:10:00Z")]);
+        // It ended 3 minutes after: the slot is missed.
+        let d = run(&c, &[done], "2026-01-01T00:13:01Z");
+        assert!(created(&d).is_empty());
+        assert_eq!(reasons(&d), ["MissSchedule"]);
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! from the API any run the status lists that the cache has not seen yet, so a stale cache never
 //! makes a Forbid check miss a run just created), asks [`decide::decide`] what to do, deletes and
 //! creates OMJobs, then writes the status with server-side apply and publishes the events.
+//! CronOMJobs and OMJobs are decoded one by one ([`crate::decode`]): a CronOMJob that does not
+//! decode gets an `InvalidSpec` warning and runs nothing; an OMJob that does not decode is not
+//! counted as a run (the OMJob controller reports it).
 
 pub mod decide;
 pub mod spawn;
@@ -28,7 +31,12 @@ use kube::{
 use omjob_api::{CronOMJob, OMJob};
 use serde_json::json;
 
-use crate::{clock::Clock, metrics::Metrics, omjob::decide::EventNote};
+use crate::{
+    clock::Clock,
+    decode::{self, Lenient, Reported},
+    metrics::Metrics,
+    omjob::decide::EventNote,
+};
 use decide::{Action, Decision, Observation, Settings};
 
 /// Field manager of the CronOMJob status writes (server-side apply).
@@ -58,10 +66,12 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// The context plus the OMJob caches the controller keeps (one per watched scope).
+/// The context plus the OMJob caches the controller keeps (one per watched scope), and the
+/// undecodable CronOMJobs already reported.
 struct Shared {
     ctx: Context,
-    omjobs: Vec<Store<OMJob>>,
+    omjobs: Vec<Store<Lenient<OMJob>>>,
+    reported: Reported,
 }
 
 /// Errors of one reconcile; every one is retried with backoff.
@@ -146,10 +156,25 @@ struct Pass<'a> {
     cron: &'a CronOMJob,
     crons: Api<CronOMJob>,
     omjobs: Api<OMJob>,
+    /// The same OMJobs, for reads: an undecodable one reads as absent instead of failing the pass.
+    read_omjobs: Api<Lenient<OMJob>>,
     name: String,
 }
 
 impl Pass<'_> {
+    /// The OMJob `name`, if it exists and decodes.
+    async fn get(&self, name: &str) -> Result<Option<OMJob>, Error> {
+        let found = self
+            .read_omjobs
+            .get_opt(name)
+            .await
+            .map_err(|source| Error::GetOMJob {
+                name: name.to_owned(),
+                source,
+            })?;
+        Ok(found.and_then(|o| o.0.ok()))
+    }
+
     async fn publish(&self, note: &EventNote) {
         publish(&self.ctx.recorder, &self.cron.object_ref(&()), &self.name, note).await;
     }
@@ -182,14 +207,7 @@ impl Pass<'_> {
             Ok(created) => Ok(Some(created)),
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 // Created by an earlier pass (or another replica): the name is the lock.
-                let existing = self
-                    .omjobs
-                    .get_opt(&name)
-                    .await
-                    .map_err(|source| Error::GetOMJob {
-                        name: name.clone(),
-                        source,
-                    })?;
+                let existing = self.get(&name).await?;
                 Ok(existing.filter(|o| controlled_by(o, uid)))
             }
             Err(source) => {
@@ -235,8 +253,8 @@ async fn children(shared: &Shared, pass: &Pass<'_>, ns: &str, uid: &str) -> Resu
         .omjobs
         .iter()
         .flat_map(Store::state)
+        .filter_map(|o| o.valid().cloned())
         .filter(|o| o.metadata.namespace.as_deref() == Some(ns) && controlled_by(o, uid))
-        .map(|o| (*o).clone())
         .collect();
     let listed = pass
         .cron
@@ -251,15 +269,7 @@ async fn children(shared: &Shared, pass: &Pass<'_>, ns: &str, uid: &str) -> Resu
         {
             continue;
         }
-        let fresh = pass
-            .omjobs
-            .get_opt(&a.name)
-            .await
-            .map_err(|source| Error::GetOMJob {
-                name: a.name.clone(),
-                source,
-            })?;
-        if let Some(o) = fresh.filter(|o| controlled_by(o, uid)) {
+        if let Some(o) = pass.get(&a.name).await?.filter(|o| controlled_by(o, uid)) {
             found.push(o);
         }
     }
@@ -271,9 +281,26 @@ async fn children(shared: &Shared, pass: &Pass<'_>, ns: &str, uid: &str) -> Resu
 /// # Errors
 /// Transient API failures; the controller retries them with backoff.
 #[tracing::instrument(skip(cron, shared), fields(cronomjob = %cron.name_any(), ns = cron.namespace().unwrap_or_default()))]
-async fn reconcile(cron: Arc<CronOMJob>, shared: Arc<Shared>) -> Result<Requeue, Error> {
-    let result = reconcile_inner(&cron, &shared).await;
-    shared.ctx.metrics.reconciled(CONTROLLER, result.is_ok());
+async fn reconcile(cron: Arc<Lenient<CronOMJob>>, shared: Arc<Shared>) -> Result<Requeue, Error> {
+    let ctx = &shared.ctx;
+    let valid = match &cron.0 {
+        Ok(valid) => valid,
+        Err(bad) => {
+            decode::report(
+                &cron,
+                bad,
+                &shared.reported,
+                &ctx.recorder,
+                &ctx.metrics,
+                CONTROLLER,
+            )
+            .await;
+            return Ok(Requeue::await_change());
+        }
+    };
+    shared.reported.forget(&valid.metadata);
+    let result = reconcile_inner(valid, &shared).await;
+    ctx.metrics.reconciled(CONTROLLER, result.is_ok());
     result
 }
 
@@ -291,6 +318,7 @@ async fn reconcile_inner(cron: &CronOMJob, shared: &Shared) -> Result<Requeue, E
         cron,
         crons: Api::namespaced(ctx.client.clone(), &ns),
         omjobs: Api::namespaced(ctx.client.clone(), &ns),
+        read_omjobs: Api::namespaced(ctx.client.clone(), &ns),
         name,
     };
     let children = children(shared, &pass, &ns, &uid).await?;
@@ -359,17 +387,22 @@ async fn reconcile_inner(cron: &CronOMJob, shared: &Shared) -> Result<Requeue, E
 /// What this controller caches of a run: its metadata and status. It decides from ownership,
 /// names, annotations and phases and never reads a run's spec (the pod templates, most of an
 /// OMJob's size), so the cache keeps an empty one, besides dropping what every cache drops.
-fn strip_run_for_cache(run: &mut OMJob) {
+fn strip_run_for_cache(run: &mut Lenient<OMJob>) {
     crate::omjob::strip_for_cache(run);
-    run.spec = omjob_api::OMJobSpec::default();
+    if let Ok(run) = &mut run.0 {
+        run.spec = omjob_api::OMJobSpec::default();
+    }
 }
 
 /// Backoff after a failed reconcile.
-fn error_policy(cron: Arc<CronOMJob>, error: &Error, shared: Arc<Shared>) -> Requeue {
+fn error_policy(cron: Arc<Lenient<CronOMJob>>, error: &Error, shared: Arc<Shared>) -> Requeue {
     shared.ctx.metrics.reconcile_error(CONTROLLER, error.category());
     tracing::warn!(cronomjob = %cron.name_any(), error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "reconcile failed");
     Requeue::requeue(Duration::from_secs(5))
 }
+
+/// One watch scope: the CronOMJobs, and the OMJobs they may own.
+type Scope = (Api<Lenient<CronOMJob>>, Api<Lenient<OMJob>>);
 
 /// Runs the controller for `namespaces` (`None`: all) until `shutdown` resolves.
 pub async fn run(
@@ -379,7 +412,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
     let client = ctx.client.clone();
-    let scopes: Vec<(Api<CronOMJob>, Api<OMJob>)> = match namespaces {
+    let scopes: Vec<Scope> = match namespaces {
         None => vec![(Api::all(client.clone()), Api::all(client))],
         Some(list) => list
             .iter()
@@ -413,6 +446,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         ctx,
         omjobs: stores.clone(),
+        reported: Reported::default(),
     });
 
     let controllers = async move {

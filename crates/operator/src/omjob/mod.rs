@@ -1,5 +1,7 @@
 //! The OMJob controller: watches OMJobs and the pods they own, and drives each run through
-//! main pod → exit-handler pod → terminal phase, as [`decide`] says.
+//! main pod → exit-handler pod → terminal phase, as [`decide`] says. OMJobs are decoded one by
+//! one ([`crate::decode`]): one that does not decode gets an `InvalidSpec` warning and is left
+//! alone, and the others are reconciled as usual.
 
 pub mod decide;
 pub mod outcome;
@@ -22,7 +24,11 @@ use kube::{
 use omjob_api::{OMJob, labels, names};
 use serde_json::json;
 
-use crate::{clock::Clock, metrics::Metrics};
+use crate::{
+    clock::Clock,
+    decode::{self, Lenient, Reported},
+    metrics::Metrics,
+};
 use decide::{Action, Decision, Observation, Settings, exit_pod_name};
 use pods::{MainOutcome, PodKind};
 
@@ -51,6 +57,13 @@ impl std::fmt::Debug for Context {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
+}
+
+/// What the controller's reconciles share: the context, and the undecodable OMJobs already
+/// reported.
+struct Shared {
+    ctx: Arc<Context>,
+    reported: Reported,
 }
 
 /// Errors of one reconcile; every one is retried with backoff.
@@ -400,18 +413,41 @@ impl Run<'_> {
 /// # Errors
 /// Transient API failures; the controller retries them with backoff.
 #[tracing::instrument(skip(omjob, ctx), fields(omjob = %omjob.name_any(), ns = omjob.namespace().unwrap_or_default()))]
-pub async fn reconcile(omjob: Arc<OMJob>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let result = reconcile_inner(omjob, &ctx).await;
+pub async fn reconcile(omjob: &OMJob, ctx: &Context) -> Result<Requeue, Error> {
+    let result = reconcile_inner(omjob, ctx).await;
     ctx.metrics.reconciled(CONTROLLER, result.is_ok());
     result
 }
 
-async fn reconcile_inner(omjob: Arc<OMJob>, ctx: &Context) -> Result<Requeue, Error> {
+/// Reconciles an OMJob that decoded; reports one that did not and waits for it to change.
+async fn reconcile_watched(obj: Arc<Lenient<OMJob>>, shared: Arc<Shared>) -> Result<Requeue, Error> {
+    match &obj.0 {
+        Ok(omjob) => {
+            shared.reported.forget(&omjob.metadata);
+            reconcile(omjob, &shared.ctx).await
+        }
+        Err(bad) => {
+            let ctx = &shared.ctx;
+            decode::report(
+                &obj,
+                bad,
+                &shared.reported,
+                &ctx.recorder,
+                &ctx.metrics,
+                CONTROLLER,
+            )
+            .await;
+            Ok(Requeue::await_change())
+        }
+    }
+}
+
+async fn reconcile_inner(omjob: &OMJob, ctx: &Context) -> Result<Requeue, Error> {
     let ns = omjob.namespace().ok_or(Error::MissingMetadata)?;
     let name = omjob.metadata.name.clone().ok_or(Error::MissingMetadata)?;
     let mut run = Run {
         ctx,
-        omjob: (*omjob).clone(),
+        omjob: omjob.clone(),
         pods: Api::namespaced(ctx.client.clone(), &ns),
         omjobs: Api::namespaced(ctx.client.clone(), &ns),
         name: name.clone(),
@@ -549,9 +585,8 @@ pub fn strip_for_cache<K: kube::Resource>(obj: &mut K) {
 }
 
 /// Backoff after a failed reconcile.
-#[must_use]
-pub fn error_policy(omjob: Arc<OMJob>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    ctx.metrics.reconcile_error(CONTROLLER, error.category());
+fn error_policy(omjob: Arc<Lenient<OMJob>>, error: &Error, shared: Arc<Shared>) -> Requeue {
+    shared.ctx.metrics.reconcile_error(CONTROLLER, error.category());
     tracing::warn!(omjob = %omjob.name_any(), error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "reconcile failed");
     Requeue::requeue(Duration::from_secs(2))
 }
@@ -564,7 +599,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
     let client = ctx.client.clone();
-    let scopes: Vec<(Api<OMJob>, Api<Pod>)> = match namespaces {
+    let scopes: Vec<(Api<Lenient<OMJob>>, Api<Pod>)> = match namespaces {
         None => vec![(Api::all(client.clone()), Api::all(client))],
         Some(list) => list
             .iter()
@@ -576,6 +611,10 @@ pub async fn run(
             })
             .collect(),
     };
+    let shared = Arc::new(Shared {
+        ctx,
+        reported: Reported::default(),
+    });
     let streams = scopes.into_iter().map(|(omjobs, pods)| {
         let (reader, writer) = reflector::store();
         let cached = watcher(omjobs, watcher::Config::default().any_semantic())
@@ -593,7 +632,7 @@ pub async fn run(
             )
             .with_config(controller::Config::default().concurrency(concurrency))
             .graceful_shutdown_on(shutdown.clone())
-            .run(reconcile, error_policy, ctx.clone())
+            .run(reconcile_watched, error_policy, shared.clone())
             .boxed()
     });
     futures::stream::select_all(streams)

@@ -89,8 +89,9 @@ fn run_id(omjob: &OMJob) -> String {
         .unwrap_or_default()
 }
 
-/// The container env: template entries with empty `valueFrom` sources dropped and placeholders
-/// replaced; for the exit handler, `pipelineStatus` and the main outcome appended.
+/// The container env: template entries with empty `valueFrom` sources kept as plain variables
+/// and placeholders replaced; for the exit handler, `pipelineStatus` and the main outcome
+/// appended.
 #[must_use]
 pub fn container_env(omjob: &OMJob, template: &PodTemplate, outcome: Option<&MainOutcome>) -> Vec<EnvVar> {
     let omjob_name = omjob.metadata.name.clone().unwrap_or_default();
@@ -102,12 +103,13 @@ pub fn container_env(omjob: &OMJob, template: &PodTemplate, outcome: Option<&Mai
             .as_ref()
             .is_some_and(omjob_api::pod_template::EnvVarSource::is_empty)
         {
-            // `valueFrom: {}` is not a valid Kubernetes source. With a value it keeps the value;
-            // without one the entry carries nothing and is dropped, as the Java operator does.
+            // `valueFrom: {}` (what OpenMetadata's server writes for a source with no reference
+            // set) is refused by the API server, so the source goes. The variable stays, with its
+            // value or an empty one: a pod spec without `valueFrom` means exactly that in
+            // Kubernetes, and the Java operator keeps it the same way. Dropping it would unset a
+            // variable the ingestion may test for.
             var.value_from = None;
-            if var.value.is_none() {
-                continue;
-            }
+            var.value.get_or_insert_with(String::new);
         }
         if let Some(v) = &var.value {
             let v = v
@@ -259,14 +261,54 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_are_replaced_and_empty_sources_dropped() {
+    fn placeholders_are_replaced_and_empty_sources_become_empty_values() {
         let o = omjob();
         let env = container_env(&o, &o.spec.main_pod_spec, None);
         let names: Vec<_> = env.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["pipelineRunId", "jobName", "config"]);
+        assert_eq!(names, ["pipelineRunId", "jobName", "empty", "config"]);
         assert_eq!(env[0].value.as_deref(), Some("run-123"));
         assert_eq!(env[1].value.as_deref(), Some("om-job-x-1"));
-        assert!(env[2].value_from.is_some());
+        assert_eq!(
+            env[2],
+            EnvVar {
+                name: "empty".into(),
+                value: Some(String::new()),
+                value_from: None,
+            }
+        );
+        assert!(env[3].value_from.is_some());
+    }
+
+    #[test]
+    fn an_empty_source_keeps_its_variable_in_main_and_exit_pods() {
+        let mut o = omjob();
+        let exit = o.spec.exit_handler_spec.as_mut().unwrap();
+        exit.env.get_or_insert_with(Vec::new).extend([
+            serde_json::from_value(json!({"name": "EMPTY_VALUE_FROM", "valueFrom": {}})).unwrap(),
+            serde_json::from_value(json!({"name": "KEPT", "value": "v", "valueFrom": {}})).unwrap(),
+        ]);
+        let outcome = MainOutcome {
+            exit_code: Some(0),
+            reason: "Completed".into(),
+        };
+        let main = build(&o, &o.spec.main_pod_spec, PodKind::Main, "m", None).unwrap();
+        let t = o.spec.exit_handler_spec.clone().unwrap();
+        let exit = build(&o, &t, PodKind::ExitHandler, "e", Some(&outcome)).unwrap();
+        let env_of = |p: &Pod| p.spec.clone().unwrap().containers[0].env.clone().unwrap();
+        let find = |env: &[k8s_openapi::api::core::v1::EnvVar], n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .cloned()
+                .unwrap_or_else(|| panic!("{n} dropped"))
+        };
+        let main_env = env_of(&main);
+        let empty = find(&main_env, "empty");
+        assert_eq!((empty.value.as_deref(), empty.value_from), (Some(""), None));
+        let exit_env = env_of(&exit);
+        let empty = find(&exit_env, "EMPTY_VALUE_FROM");
+        assert_eq!((empty.value.as_deref(), empty.value_from), (Some(""), None));
+        let kept = find(&exit_env, "KEPT");
+        assert_eq!((kept.value.as_deref(), kept.value_from), (Some("v"), None));
     }
 
     #[test]

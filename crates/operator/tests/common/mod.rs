@@ -76,11 +76,17 @@ impl Harness {
     /// A namespace with the controller running in-process.
     pub async fn start(prefix: &str, settings: Settings) -> Self {
         let mut h = Self::prepare(prefix).await;
+        h.run_controller(settings);
+        h
+    }
+
+    /// Starts the controller in-process on a namespace from [`Harness::prepare`].
+    pub fn run_controller(&mut self, settings: Settings) {
         let metrics = Metrics::new();
         let ctx = Arc::new(Context {
-            client: h.operator.clone(),
+            client: self.operator.clone(),
             recorder: Recorder::new(
-                h.operator.clone(),
+                self.operator.clone(),
                 Reporter {
                     controller: "omjob-operator".into(),
                     instance: None,
@@ -90,13 +96,12 @@ impl Harness {
             clock: Arc::new(SystemClock),
             settings,
         });
-        h.task = Some(tokio::spawn(omjob::run(
+        self.task = Some(tokio::spawn(omjob::run(
             ctx,
-            Some(vec![h.ns().to_owned()]),
+            Some(vec![self.ns().to_owned()]),
             4,
             std::future::pending::<()>(),
         )));
-        h
     }
 
     /// A namespace with the operator's service accounts and bindings (the ClusterRole, and the
