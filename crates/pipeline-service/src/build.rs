@@ -6,7 +6,18 @@
 //!
 //! What reaches every pod, on-demand and scheduled, main and exit handler alike: image pull
 //! secrets, node selector, tolerations (upstream drops them on scheduled pods, #27852) and the
-//! security context. Credentials reach pods only as `secretKeyRef`s to the pipeline's Secret.
+//! security context.
+//!
+//! Where the workflow config and the credentials go. The config pods read is rendered with the
+//! credentials in it ([`crate::render`]: the ingestion scripts expand no env vars), so it is a
+//! secret as a whole and lives only in Secrets, which pods read through `secretKeyRef`:
+//!
+//! | Object | Holds |
+//! |---|---|
+//! | Secret `om-secret-<n>` | one key per credential, and `config`: the rendered config with `ingestionPipelineFQN` and no `pipelineRunId` (what scheduled pods read; the base of every run's) |
+//! | Secret named as an on-demand run (`om-job-<n>-<id>`), owned by the run | `config`: the same with the run's `pipelineRunId` |
+//! | ConfigMap `om-config-<n>` | the stored definition only (no workflow config, no credential) |
+//! | Jobs, CronJobs, OMJobs, CronOMJobs | references: `config` and each credential by `secretKeyRef`, never a value |
 
 use std::collections::BTreeMap;
 
@@ -16,6 +27,7 @@ use k8s_openapi::{
         batch::v1::Job,
         core::v1::{ConfigMap, Secret},
     },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use omjob_api::{CronOMJob, OMJob, env};
 use serde_json::{Value, json};
@@ -25,9 +37,11 @@ use crate::{
     error::{Error, Result},
     names::PipelineNames,
     pipeline::PipelineDefinition,
+    render,
 };
 
-/// Key of the workflow config in the ConfigMap (the reference's).
+/// Key of the rendered workflow config in the pipeline's and each run's Secret (the name of the
+/// env var it reaches pods as, and of the reference's ConfigMap key).
 pub const CONFIG_KEY: &str = "config";
 /// Key of the stored definition (credentials and workflow config left out) in the ConfigMap.
 pub const DEFINITION_KEY: &str = "pipeline.json";
@@ -96,7 +110,8 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// ConfigMap `om-config-<n>`: the workflow config and the stored definition.
+    /// ConfigMap `om-config-<n>`: the stored definition, which `get`, `run` and toggling read
+    /// back. It holds neither the workflow config nor any credential.
     ///
     /// # Errors
     /// When the definition cannot be serialised (not expected).
@@ -113,31 +128,70 @@ impl<'a> Builder<'a> {
             json!({
                 "metadata": {"name": self.names.config_map(), "namespace": self.config.namespace,
                              "labels": self.labels(RunKind::Scheduled)},
-                "data": {CONFIG_KEY: self.def.workflow_yaml()?, DEFINITION_KEY: stored},
+                "data": {DEFINITION_KEY: stored},
             }),
         )
     }
 
-    /// Secret `om-secret-<n>`: one key per credential.
-    #[must_use]
-    pub fn secret(&self) -> Secret {
+    fn opaque_secret(&self, name: String, run: RunKind<'_>, data: BTreeMap<String, String>) -> Secret {
         Secret {
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                name: Some(self.names.secret()),
+            metadata: ObjectMeta {
+                name: Some(name),
                 namespace: Some(self.config.namespace.clone()),
-                labels: Some(self.labels(RunKind::Scheduled)),
+                labels: Some(self.labels(run)),
                 ..Default::default()
             },
             type_: Some("Opaque".into()),
             data: Some(
-                self.def
-                    .credentials
-                    .iter()
-                    .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                data.into_iter()
+                    .map(|(k, v)| (k, ByteString(v.into_bytes())))
                     .collect(),
             ),
             ..Default::default()
         }
+    }
+
+    /// The rendered config of the pipeline: credentials substituted, `ingestionPipelineFQN` set,
+    /// no `pipelineRunId` (scheduled pods get theirs from the env var; see [`crate::render`]).
+    ///
+    /// # Errors
+    /// [`Error::Render`] when the workflow config is not a mapping or names an unknown
+    /// credential (validation reports both first).
+    pub fn rendered_config(&self) -> Result<String> {
+        render::render(&self.def.workflow_config, self.def.fqn(), &self.def.credentials).map_err(|source| {
+            Error::Render {
+                what: format!("the workflow config of pipeline '{}'", self.def.name),
+                source,
+            }
+        })
+    }
+
+    /// Secret `om-secret-<n>`: one key per credential (the pods' credential env vars) and
+    /// [`CONFIG_KEY`], the rendered config. Built from the caller's definition, the only one
+    /// that holds the credentials' values.
+    ///
+    /// # Errors
+    /// As [`Self::rendered_config`].
+    pub fn secret(&self) -> Result<Secret> {
+        let mut data = self.def.credentials.clone();
+        data.insert(CONFIG_KEY.to_owned(), self.rendered_config()?);
+        Ok(self.opaque_secret(self.names.secret(), RunKind::Scheduled, data))
+    }
+
+    /// The Secret of on-demand run `run_id`, named as the run: [`CONFIG_KEY`] holds `deployed`
+    /// (the config in the pipeline's Secret) with the run's `pipelineRunId`, so a run reads the
+    /// config deployed when it started, as OpenMetadata's server writes it for a run. The caller
+    /// makes the run its owner, so it goes when the run goes.
+    ///
+    /// # Errors
+    /// [`Error::Render`] when `deployed` is not a rendered config.
+    pub fn run_secret(&self, run_id: &str, deployed: &str) -> Result<Secret> {
+        let config = render::with_run_id(deployed, run_id).map_err(|source| Error::Render {
+            what: format!("the config of run '{run_id}' of pipeline '{}'", self.def.name),
+            source,
+        })?;
+        let data = BTreeMap::from([(CONFIG_KEY.to_owned(), config)]);
+        Ok(self.opaque_secret(self.names.run(run_id), RunKind::OnDemand(run_id), data))
     }
 
     fn image(&self) -> &str {
@@ -229,11 +283,20 @@ impl<'a> Builder<'a> {
         json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
     }
 
-    /// Env shared by every container: config (from the ConfigMap), type, FQN, credentials
-    /// (from the Secret), extras. Run-specific variables are added by the callers.
-    fn base_env(&self) -> Vec<Value> {
+    /// The Secret whose [`CONFIG_KEY`] a run's pods read: the run's own for an on-demand run, the
+    /// pipeline's for a scheduled one.
+    fn config_secret(&self, run: RunKind<'_>) -> String {
+        match run {
+            RunKind::OnDemand(id) => self.names.run(id),
+            RunKind::Scheduled => self.names.secret(),
+        }
+    }
+
+    /// Env shared by every container: config, type, FQN, credentials (config and credentials
+    /// from Secrets), extras. Run-specific variables are added by the callers.
+    fn base_env(&self, run: RunKind<'_>) -> Vec<Value> {
         let mut env = vec![
-            json!({"name": env::CONFIG, "valueFrom": {"configMapKeyRef": {"name": self.names.config_map(), "key": CONFIG_KEY}}}),
+            json!({"name": env::CONFIG, "valueFrom": {"secretKeyRef": {"name": self.config_secret(run), "key": CONFIG_KEY}}}),
             Self::value(env::PIPELINE_TYPE, self.def.pipeline_type.as_str()),
             Self::value(env::INGESTION_PIPELINE_FQN, self.def.fqn()),
         ];
@@ -252,7 +315,7 @@ impl<'a> Builder<'a> {
     /// Env of the standard-mode container; it also serves the preStop exit handler, which only
     /// runs when Kubernetes terminates the pod, so `pipelineStatus` is `failed`.
     fn job_env(&self, run: RunKind<'_>, job_name: &str) -> Vec<Value> {
-        let mut env = self.base_env();
+        let mut env = self.base_env(run);
         match run {
             RunKind::OnDemand(id) => {
                 env.push(Self::value(env::PIPELINE_RUN_ID, id));
@@ -260,7 +323,9 @@ impl<'a> Builder<'a> {
             }
             RunKind::Scheduled => {
                 // The Job's uid and name are only known when the CronJob creates it; the Job
-                // controller labels its pods with both.
+                // controller labels its pods with both. The config in the pipeline's Secret has
+                // no `pipelineRunId`: `main.py` and `exit_handler.py` put this variable's value
+                // into the YAML they load, so the run id they report is the Job's uid.
                 env.push(Self::field(
                     env::PIPELINE_RUN_ID,
                     "metadata.labels['controller-uid']",
@@ -320,10 +385,11 @@ impl<'a> Builder<'a> {
         )
     }
 
-    /// The CronJob of a scheduled pipeline (standard mode), as JSON for `api_version`
-    /// (`batch/v1beta1` on Kubernetes 1.20, which has no `timeZone`; `batch/v1` sets it when not UTC).
+    /// The `batch/v1` CronJob of a scheduled pipeline (standard mode), as JSON. A zone other than
+    /// UTC goes into `timeZone` (Kubernetes 1.27+), so the CronJob controller runs the schedule in
+    /// it.
     #[must_use]
-    pub fn cron_job(&self, api_version: &str, cron: &str) -> Value {
+    pub fn cron_job(&self, cron: &str) -> Value {
         let c = self.config;
         let name = self.names.cron_job();
         let mut spec = json!({
@@ -338,10 +404,10 @@ impl<'a> Builder<'a> {
                 "spec": self.job_spec(RunKind::Scheduled, ""),
             },
         });
-        if api_version == "batch/v1" && !matches!(self.def.time_zone(), "UTC" | "Etc/UTC") {
+        if !matches!(self.def.time_zone(), "UTC" | "Etc/UTC") {
             spec["timeZone"] = json!(self.def.time_zone());
         }
-        json!({"apiVersion": api_version, "kind": "CronJob",
+        json!({"apiVersion": "batch/v1", "kind": "CronJob",
                "metadata": self.metadata(&name, RunKind::Scheduled), "spec": spec})
     }
 
@@ -349,10 +415,12 @@ impl<'a> Builder<'a> {
 
     fn pod_template(&self, run: RunKind<'_>, exit: bool, omjob_name: Option<&str>) -> Value {
         let c = self.config;
-        let mut env = self.base_env();
+        let mut env = self.base_env(run);
         let (run_id, job_name) = match run {
             RunKind::OnDemand(id) => (id.to_owned(), omjob_name.unwrap_or_default().to_owned()),
-            // The operator replaces the placeholders with the spawned OMJob's uid and name.
+            // The operator replaces the placeholders with the spawned OMJob's run id and name.
+            // As in standard mode, the scripts take the run id from this variable into the YAML,
+            // which the pipeline's Secret holds without one.
             RunKind::Scheduled => (
                 env::OMJOB_UID_PLACEHOLDER.to_owned(),
                 env::OMJOB_NAME_PLACEHOLDER.to_owned(),
@@ -451,8 +519,10 @@ mod tests {
         .unwrap();
         let mut def = from_value(json!({
             "name": "mysql", "fullyQualifiedName": "svc.mysql", "pipelineType": "metadata",
-            "schedule": "@daily", "workflowConfig": {"source": {"type": "mysql"}},
-            "credentials": {"OM_JWT": "jwt-value-123"},
+            "schedule": "@daily",
+            "workflowConfig": "source:\n  type: mysql\n  serviceConnection: {config: {authType: {password: \"${DB_PASSWORD}\"}}}\n\
+                               workflowConfig:\n  openMetadataServerConfig:\n    securityConfig: {jwtToken: \"${OM_JWT}\"}\n",
+            "credentials": {"OM_JWT": "jwt-value-123", "DB_PASSWORD": "on"},
             "overrides": {"tolerations": [{"key": "spot", "operator": "Exists"}]}
         }))
         .unwrap();
@@ -469,30 +539,130 @@ mod tests {
             .collect()
     }
 
+    /// The `config` of a Secret, parsed as the ingestion scripts do: plain YAML, nothing expanded.
+    fn config_of(secret: &Secret) -> Value {
+        let bytes = &secret.data.as_ref().unwrap()[CONFIG_KEY].0;
+        serde_yaml_ng::from_slice(bytes).unwrap()
+    }
+
+    /// The six pod templates: Job, CronJob, OMJob main and exit, CronOMJob main and exit.
+    fn pods(b: &Builder<'_>, run_id: &str) -> [(&'static str, Value); 6] {
+        let job = serde_json::to_value(b.job(run_id).unwrap()).unwrap();
+        let cron = b.cron_job("0 0 * * *");
+        let omjob = serde_json::to_value(b.omjob(run_id).unwrap()).unwrap();
+        let cron_omjob = serde_json::to_value(b.cron_omjob("0 0 * * *").unwrap()).unwrap();
+        [
+            ("Job", job["spec"]["template"]["spec"]["containers"][0].clone()),
+            (
+                "CronJob",
+                cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0].clone(),
+            ),
+            ("OMJob main", omjob["spec"]["mainPodSpec"].clone()),
+            ("OMJob exit", omjob["spec"]["exitHandlerSpec"].clone()),
+            (
+                "CronOMJob main",
+                cron_omjob["spec"]["omJobSpec"]["mainPodSpec"].clone(),
+            ),
+            (
+                "CronOMJob exit",
+                cron_omjob["spec"]["omJobSpec"]["exitHandlerSpec"].clone(),
+            ),
+        ]
+    }
+
     #[test]
-    fn credentials_reach_pods_only_through_secret_refs() {
+    fn the_pipeline_secret_holds_the_config_with_fqn_and_substituted_credentials() {
+        let (c, d) = fixture();
+        let secret = Builder::new(&c, &d).secret().unwrap();
+        assert_eq!(secret.metadata.name.as_deref(), Some("om-secret-mysql"));
+        let data = secret.data.as_ref().unwrap();
+        assert_eq!(
+            data.keys().collect::<Vec<_>>(),
+            ["DB_PASSWORD", "OM_JWT", "config"]
+        );
+        assert_eq!(data["OM_JWT"].0, b"jwt-value-123");
+        let config = config_of(&secret);
+        assert_eq!(config["ingestionPipelineFQN"], "svc.mysql");
+        assert!(
+            config.get("pipelineRunId").is_none(),
+            "scheduled runs take the run id from the env var: {config}"
+        );
+        assert_eq!(
+            config["workflowConfig"]["openMetadataServerConfig"]["securityConfig"]["jwtToken"],
+            "jwt-value-123"
+        );
+        // Still the string "on" (YAML 1.1 would read a plain `on` as true).
+        assert_eq!(
+            config["source"]["serviceConnection"]["config"]["authType"]["password"],
+            "on"
+        );
+        let text = String::from_utf8(data["config"].0.clone()).unwrap();
+        assert!(!text.contains("${"), "{text}");
+        assert!(text.contains("password: \"on\""), "{text}");
+    }
+
+    #[test]
+    fn an_on_demand_run_has_its_own_secret_with_its_run_id() {
+        let (c, d) = fixture();
+        let b = Builder::new(&c, &d);
+        let deployed = b.rendered_config().unwrap();
+        let secret = b.run_secret("a1b2c3d4-e5f6", &deployed).unwrap();
+        assert_eq!(secret.metadata.name.as_deref(), Some("om-job-mysql-a1b2c3d4"));
+        assert_eq!(
+            secret.metadata.labels.as_ref().unwrap()["app.kubernetes.io/run-id"],
+            "a1b2c3d4-e5f6"
+        );
+        assert_eq!(secret.data.as_ref().unwrap().len(), 1, "only the config");
+        let config = config_of(&secret);
+        assert_eq!(config["pipelineRunId"], "a1b2c3d4-e5f6");
+        assert_eq!(config["ingestionPipelineFQN"], "svc.mysql");
+        assert_eq!(
+            config["workflowConfig"]["openMetadataServerConfig"]["securityConfig"]["jwtToken"],
+            "jwt-value-123"
+        );
+    }
+
+    #[test]
+    fn every_pod_reads_config_and_credentials_from_secrets_and_no_other_object_holds_them() {
         let (c, d) = fixture();
         let b = Builder::new(&c, &d);
         let everything = serde_json::to_string(&(
             b.config_map().unwrap(),
             b.job("r1").unwrap(),
-            b.cron_job("batch/v1beta1", "0 0 * * *"),
+            b.cron_job("0 0 * * *"),
             b.omjob("r1").unwrap(),
             b.cron_omjob("0 0 * * *").unwrap(),
         ))
         .unwrap();
-        assert!(!everything.contains("jwt-value-123"));
-        let job = serde_json::to_value(b.job("r1").unwrap()).unwrap();
-        let env = env_of(&job["spec"]["template"]["spec"]["containers"][0]);
+        // The token anywhere, and the password ("on") as a whole string value.
+        assert!(!everything.contains("jwt-value-123"), "{everything}");
+        assert!(!everything.contains("\"on\""), "{everything}");
+        assert!(!everything.contains("configMapKeyRef"), "{everything}");
+        let cm = b.config_map().unwrap();
         assert_eq!(
-            env["OM_JWT"]["valueFrom"]["secretKeyRef"],
-            json!({"name": "om-secret-mysql", "key": "OM_JWT"})
+            cm.data.unwrap().keys().collect::<Vec<_>>(),
+            [DEFINITION_KEY],
+            "the ConfigMap holds the definition only"
         );
-        assert_eq!(
-            env["config"]["valueFrom"]["configMapKeyRef"]["name"],
-            "om-config-mysql"
-        );
-        assert_eq!(b.secret().data.unwrap()["OM_JWT"].0, b"jwt-value-123");
+        for (what, pod) in pods(&b, "r1") {
+            let env = env_of(&pod);
+            let config_secret = if what.starts_with("Cron") {
+                "om-secret-mysql"
+            } else {
+                "om-job-mysql-r1"
+            };
+            assert_eq!(
+                env["config"]["valueFrom"],
+                json!({"secretKeyRef": {"name": config_secret, "key": "config"}}),
+                "{what}"
+            );
+            assert_eq!(
+                env["OM_JWT"]["valueFrom"]["secretKeyRef"],
+                json!({"name": "om-secret-mysql", "key": "OM_JWT"}),
+                "{what}"
+            );
+            assert_eq!(env["ingestionPipelineFQN"]["value"], "svc.mysql", "{what}");
+        }
     }
 
     #[test]
@@ -500,7 +670,7 @@ mod tests {
         let (c, d) = fixture();
         let b = Builder::new(&c, &d);
         let job = serde_json::to_value(b.job("r1").unwrap()).unwrap();
-        let cron = b.cron_job("batch/v1beta1", "0 0 * * *");
+        let cron = b.cron_job("0 0 * * *");
         let omjob = serde_json::to_value(b.omjob("r1").unwrap()).unwrap();
         let cron_omjob = serde_json::to_value(b.cron_omjob("0 0 * * *").unwrap()).unwrap();
         let pods = [
@@ -544,7 +714,7 @@ mod tests {
     #[test]
     fn scheduled_standard_runs_take_ids_from_the_downward_api() {
         let (c, d) = fixture();
-        let cron = Builder::new(&c, &d).cron_job("batch/v1beta1", "0 0 * * *");
+        let cron = Builder::new(&c, &d).cron_job("0 0 * * *");
         assert_eq!(cron["spec"]["schedule"], "0 0 * * *");
         assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
         assert!(cron["spec"].get("timeZone").is_none());

@@ -69,6 +69,16 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The workflow config could not be rendered into the config pods read (see
+    /// [`crate::render`]); the message never quotes the config, which holds credentials.
+    #[error("failed to render {what}: {source}")]
+    Render {
+        /// What was being rendered, e.g. `the workflow config of pipeline 'mysql'`.
+        what: String,
+        /// Why.
+        #[source]
+        source: crate::render::RenderError,
+    },
     /// A deploy failed and what it had created was rolled back.
     #[error("{source} (rolled back: {})", if .rolled_back.is_empty() { "nothing to roll back".to_owned() } else { .rolled_back.join(", ") })]
     RolledBack {
@@ -167,6 +177,7 @@ impl Error {
             Self::NotFound { .. } => "not_found",
             Self::Kube { .. } => "kubernetes",
             Self::Build { .. } => "build",
+            Self::Render { .. } => "render",
             Self::RolledBack { .. } => "rolled_back",
             Self::Partial(_) => "partial",
             Self::Spool(_) => "spool",

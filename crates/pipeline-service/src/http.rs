@@ -82,7 +82,9 @@ impl From<Error> for ApiError {
         let status = match &e {
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Partial(_) | Error::Build { .. } | Error::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Partial(_) | Error::Build { .. } | Error::Render { .. } | Error::Spool(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Error::Connect(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Kube { .. } | Error::RolledBack { .. } => match e.api_code() {
                 Some(409) => StatusCode::CONFLICT,

@@ -7,7 +7,8 @@
 //! | [`config`] | the reference's parameters, from file and env, validated at once |
 //! | [`pipeline`] | a pipeline definition and its validation |
 //! | [`names`] | the one naming function: resource names with hashed truncation, labels |
-//! | [`build`] | the objects of each mode (Job/CronJob or OMJob/CronOMJob, ConfigMap, Secret) |
+//! | [`render`] | the workflow config as the ingestion scripts read it: credentials, FQN, run id |
+//! | [`build`] | the objects of each mode (Job/CronJob or OMJob/CronOMJob, ConfigMap, Secrets) |
 //! | [`client`] | the operations |
 //! | [`runs`] | run state from Jobs/OMJobs and pods |
 //! | [`diagnostics`] | a failed run's pod description, log tail and events |
@@ -29,6 +30,7 @@ pub mod logs;
 pub mod metrics;
 pub mod names;
 pub mod pipeline;
+pub mod render;
 pub mod retry;
 pub mod runs;
 

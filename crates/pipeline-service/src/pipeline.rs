@@ -2,7 +2,9 @@
 //!
 //! Validation runs before any API call and reports every problem with the field it is in, so bad
 //! input gets a 400 and leaves nothing half-created. Credentials are kept apart from the workflow
-//! config: they go into the pipeline's Secret and reach pods only through `secretKeyRef`.
+//! config the caller sends, which refers to them as `${NAME}`; the service substitutes them when
+//! it renders the config pods read ([`crate::render`]), and that rendered config lives only in
+//! Secrets.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,7 @@ use serde_json::Value;
 use crate::{
     config::{Resources, is_quantity},
     error::{Error, FieldError, Result},
+    render,
 };
 
 /// OpenMetadata's pipeline types (`PipelineType`), spelled as OpenMetadata spells them.
@@ -109,7 +112,7 @@ pub struct Overrides {
 }
 
 /// A pipeline as deployed: everything but the credentials' values.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PipelineDefinition {
     /// Pipeline name: a DNS label (lower case letters, digits, `-`; at most 63 characters).
@@ -130,12 +133,14 @@ pub struct PipelineDefinition {
     /// Whether the schedule is active (true when left out).
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// The workflow config: YAML text or an object. Required.
+    /// The workflow config: a mapping, as YAML text or an object. Required. A `${NAME}` in one
+    /// of its string values stands for credential `NAME` (`$${` for a literal `${`).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub workflow_config: Value,
-    /// Credentials: environment variable name → value. Stored in the pipeline's Secret and
-    /// passed to pods through `secretKeyRef`; never returned.
+    /// Credentials: name → value. Substituted for their `${NAME}` references in the config pods
+    /// read, and passed to pods as env vars; both only through the pipeline's Secrets. Never
+    /// returned.
     #[serde(default, skip_serializing)]
     pub credentials: BTreeMap<String, String>,
     /// Names of the credentials (filled in by the service; what is stored and returned).
@@ -148,6 +153,24 @@ pub struct PipelineDefinition {
 
 fn yes() -> bool {
     true
+}
+
+impl std::fmt::Debug for PipelineDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials by name only, so that a definition in a log line or a panic shows none.
+        f.debug_struct("PipelineDefinition")
+            .field("name", &self.name)
+            .field("fully_qualified_name", &self.fully_qualified_name)
+            .field("pipeline_type", &self.pipeline_type)
+            .field("schedule", &self.schedule)
+            .field("time_zone", &self.time_zone)
+            .field("enabled", &self.enabled)
+            .field("workflow_config", &self.workflow_config)
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .field("credential_names", &self.credential_names)
+            .field("overrides", &self.overrides)
+            .finish()
+    }
 }
 
 /// Env names the service sets itself; credentials may not shadow them.
@@ -289,6 +312,41 @@ pub fn check_schedule(schedule: &str) -> std::result::Result<String, String> {
 }
 
 impl PipelineDefinition {
+    /// What the rendering rule ([`crate::render`]) needs of a parsed workflow config: every
+    /// `${NAME}` names a credential, and an `ingestionPipelineFQN` of its own (the service writes
+    /// that key) agrees with the pipeline's.
+    fn check_template(&self, doc: &serde_json::Map<String, Value>) -> Vec<FieldError> {
+        let mut errors: Vec<FieldError> = Vec::new();
+        for r in render::references(doc) {
+            let field = format!("workflowConfig.{}", r.field);
+            if !self.credentials.contains_key(&r.name) && !errors.iter().any(|e| e.field == field) {
+                errors.push(FieldError::new(
+                    field,
+                    format!(
+                        "refers to ${{{n}}}, which is not one of the pipeline's credentials; the ingestion \
+                         scripts do not expand environment variables, so add '{n}' to credentials (or write \
+                         $${{{n}}} for a literal ${{{n}}})",
+                        n = r.name
+                    ),
+                ));
+            }
+        }
+        if let Some(v) = doc.get(render::FQN_KEY) {
+            let given = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            if given != self.fqn() {
+                errors.push(FieldError::new(
+                    format!("workflowConfig.{}", render::FQN_KEY),
+                    format!(
+                        "is '{given}' but the pipeline's fullyQualifiedName is '{}'; the service writes \
+                         fullyQualifiedName here, so set that instead",
+                        self.fqn()
+                    ),
+                ));
+            }
+        }
+        errors
+    }
+
     /// The fully qualified name (the name when none was given).
     #[must_use]
     pub fn fqn(&self) -> &str {
@@ -376,12 +434,13 @@ impl PipelineDefinition {
             errors.push(FieldError::new(
                 "timeZone",
                 format!(
-                    "'{tz}' is not supported in standard mode on this cluster: its CronJob (batch/v1beta1) has no \
-                     timeZone and runs in the controller manager's zone; use UTC, convert the schedule, or use \
-                     operator mode"
+                    "'{tz}' is not supported in standard mode on this cluster: CronJob timeZone needs Kubernetes \
+                     1.27 or later, and without it the schedule runs in the controller manager's zone; use UTC, \
+                     convert the schedule, or use operator mode"
                 ),
             ));
         }
+        let before = errors.len();
         match &self.workflow_config {
             Value::Null => errors.push(FieldError::new("workflowConfig", "is required")),
             Value::String(s) if s.trim().is_empty() => {
@@ -403,6 +462,12 @@ impl PipelineDefinition {
                 "workflowConfig",
                 "must be YAML text or an object",
             )),
+        }
+        if errors.len() == before {
+            match render::parse(&self.workflow_config) {
+                Ok(doc) => errors.extend(self.check_template(&doc)),
+                Err(e) => errors.push(FieldError::new("workflowConfig", e.to_string())),
+            }
         }
         let workflow_text = self.workflow_yaml().unwrap_or_default();
         for (k, v) in &self.credentials {
@@ -570,6 +635,32 @@ mod tests {
     }
 
     #[test]
+    fn the_workflow_config_must_be_a_mapping_whose_references_are_credentials() {
+        let mut d = def(json!({"name": "a", "pipelineType": "metadata",
+            "workflowConfig": {"a": "${OM_JWT}", "b": ["x ${MISSING} y", "$${LITERAL}", "$HOME"],
+                               "ingestionPipelineFQN": "other.fqn"},
+            "credentials": {"OM_JWT": "secret-value"}}));
+        let e = d.validate(None, true).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("${MISSING}") && !text.contains("secret-value"),
+            "{text}"
+        );
+        assert_eq!(
+            fields(e),
+            ["workflowConfig.b[0]", "workflowConfig.ingestionPipelineFQN"]
+        );
+        // The FQN the service writes anyway is accepted; a pipeline run id is replaced per run.
+        let mut d = def(
+            json!({"name": "a", "fullyQualifiedName": "svc.a", "pipelineType": "metadata",
+            "workflowConfig": "ingestionPipelineFQN: svc.a\npipelineRunId: old\nx: 1\n"}),
+        );
+        d.validate(None, true).unwrap();
+        let mut d = def(json!({"name": "a", "pipelineType": "metadata", "workflowConfig": "- a\n- b\n"}));
+        assert_eq!(fields(d.validate(None, true).unwrap_err()), ["workflowConfig"]);
+    }
+
+    #[test]
     fn credentials_are_never_serialised() {
         let mut d = def(
             json!({"name": "a", "pipelineType": "metadata", "workflowConfig": "x: 1",
@@ -578,5 +669,10 @@ mod tests {
         d.validate(None, true).unwrap();
         let out = serde_json::to_string(&d).unwrap();
         assert!(!out.contains("secret-value") && out.contains("OM_JWT"), "{out}");
+        let debug = format!("{d:?}");
+        assert!(
+            !debug.contains("secret-value") && debug.contains("OM_JWT"),
+            "{debug}"
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! Retries of transient Kubernetes API errors (429, 5xx, connection failures) with exponential
 //! backoff. Upstream retries three times at a fixed 500 ms and only for some calls; here every
 //! call the service makes goes through [`retry`], so a blip of the API server is invisible to
-//! callers while a permanent error (403, 404, 409, 422) returns at once.
+//! callers while a permanent error (403, 404, 409, 422) returns at once. One exception: a 401 or
+//! 403 right after the API server could not be reached is retried too, because an API server that
+//! has just started serves requests before its authentication and RBAC caches are filled, and
+//! refuses them meanwhile (seen on Kubernetes 1.34 when its process restarts).
 
 use std::{future::Future, time::Duration};
 
@@ -53,6 +56,16 @@ where
     retry_with(&RetryPolicy::default(), call).await
 }
 
+/// Whether the API server could not be reached at all (as opposed to answering with an error).
+fn is_unreachable(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
+/// Whether the API server refused the caller's identity or permission.
+fn is_auth_refusal(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 401 || s.code == 403)
+}
+
 /// Runs `call` until it succeeds, fails permanently, or `policy.attempts` are used up.
 ///
 /// # Errors
@@ -64,9 +77,14 @@ where
 {
     let mut wait = policy.first_backoff;
     let mut attempt = 1;
+    let mut was_unreachable = false;
     loop {
         match call().await {
-            Err(e) if attempt < policy.attempts && is_transient(&e) => {
+            Err(e)
+                if attempt < policy.attempts
+                    && (is_transient(&e) || (was_unreachable && is_auth_refusal(&e))) =>
+            {
+                was_unreachable |= is_unreachable(&e);
                 tracing::debug!(attempt, error = %e, "transient Kubernetes API error; retrying");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(MAX_BACKOFF);
@@ -121,6 +139,40 @@ mod tests {
         })
         .await
         .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), ATTEMPTS);
+    }
+
+    fn unreachable() -> kube::Error {
+        kube::Error::Service(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_403_right_after_the_api_server_was_unreachable_is_retried() {
+        let calls = AtomicU32::new(0);
+        let out = retry(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(unreachable()),
+                1 => Err(api(403)),
+                _ => Ok(7),
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!((out, calls.load(Ordering::SeqCst)), (7, 3));
+        // A server that keeps refusing is believed once the attempts are used up.
+        let calls = AtomicU32::new(0);
+        let e = retry(|| async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err::<(), _>(unreachable())
+            } else {
+                Err(api(403))
+            }
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(e, kube::Error::Api(s) if s.code == 403));
         assert_eq!(calls.load(Ordering::SeqCst), ATTEMPTS);
     }
 }

@@ -83,7 +83,11 @@ async fn deploy_run_wait_runs_logs_and_delete_from_the_command_line() {
     assert_eq!(stdout(&out), "from-cli\n");
     let out = cli.run(&["status"]).await;
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout(&out).contains("v1.20.2"));
+    let version = format!(
+        "v{}",
+        omjob_testbed::controlplane::install::kubernetes_version().unwrap()
+    );
+    assert!(stdout(&out).contains(&version), "{out:?}");
 
     let out = cli.run(&["run", "missing"]).await;
     assert_eq!(out.status.code(), Some(1));

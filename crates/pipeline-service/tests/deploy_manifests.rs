@@ -1,4 +1,4 @@
-//! `deploy/pipeline-service` renders with kubectl 1.20's embedded kustomize, the API server
+//! `deploy/pipeline-service` renders with the testbed kubectl's embedded kustomize, the API server
 //! accepts every object (server-side dry run), the Role it ships is the Role the integration tests
 //! run under, and the Deployment's environment is a valid configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

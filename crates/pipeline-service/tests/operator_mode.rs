@@ -189,6 +189,8 @@ async fn a_scheduled_pipeline_is_a_cronomjob_that_toggles_and_delete_removes_its
             "{pod}"
         );
         assert!(env.contains(&json!({"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "om-secret-sched", "key": "TOKEN"}}})));
+        // Scheduled runs read the pipeline's rendered config; it holds the token, so it is a Secret.
+        assert!(env.contains(&json!({"name": "config", "valueFrom": {"secretKeyRef": {"name": "om-secret-sched", "key": "config"}}})));
     }
 
     assert_eq!(

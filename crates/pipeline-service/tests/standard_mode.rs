@@ -18,8 +18,7 @@ use serde_json::json;
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn cron_jobs(w: &common::World) -> kube::Api<DynamicObject> {
-    let ar =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("batch", "v1beta1", "CronJob"), "cronjobs");
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("batch", "v1", "CronJob"), "cronjobs");
     kube::Api::namespaced_with(w.admin.clone(), w.ns.name(), &ar)
 }
 
@@ -31,7 +30,9 @@ async fn a_run_succeeds_with_credentials_from_the_secret_and_its_log_is_paged() 
         "workflowConfig": {"source": {"type": "mysql"}, "auth": "${OM_JWT}"},
         "credentials": {"OM_JWT": "very-secret-jwt"},
         "overrides": {"command": ["sh", "-c",
-            "echo \"hello $pipelineType $ingestionPipelineFQN run=$pipelineRunId\"; echo \"jwt-length=${#OM_JWT}\"; echo \"$config\" | head -1"]}
+            "echo \"hello $pipelineType $ingestionPipelineFQN run=$pipelineRunId\"; echo \"jwt-length=${#OM_JWT}\"; \
+             echo \"config-has-jwt=$(printf %s \"$config\" | grep -c \"^auth: \\\"$OM_JWT\\\"$\")\"; \
+             echo \"config-has-run-id=$(printf %s \"$config\" | grep -c \"^pipelineRunId: \\\"$pipelineRunId\\\"$\")\""]}
     }));
     let deployed = w.client.deploy(def, Some("prof")).await.unwrap();
     assert_eq!(
@@ -39,11 +40,18 @@ async fn a_run_succeeds_with_credentials_from_the_secret_and_its_log_is_paged() 
         ["ConfigMap/om-config-prof", "Secret/om-secret-prof"]
     );
     assert!(!deployed.scheduled);
-    // The credential is in the Secret only.
+    // The credential is in the Secret only, as itself and in the rendered config.
     let cm: ConfigMap = w.ns.api::<ConfigMap>().get("om-config-prof").await.unwrap();
     assert!(!serde_json::to_string(&cm).unwrap().contains("very-secret-jwt"));
     let secret: Secret = w.ns.api::<Secret>().get("om-secret-prof").await.unwrap();
-    assert_eq!(secret.data.unwrap()["OM_JWT"].0, b"very-secret-jwt");
+    let data = secret.data.unwrap();
+    assert_eq!(data["OM_JWT"].0, b"very-secret-jwt");
+    let config = String::from_utf8(data["config"].0.clone()).unwrap();
+    assert!(config.contains("auth: \"very-secret-jwt\""), "{config}");
+    assert!(
+        config.contains("ingestionPipelineFQN: \"svc.db.prof\""),
+        "{config}"
+    );
 
     let started = w.client.run("prof").await.unwrap();
     assert_eq!(started.kind, "Job");
@@ -67,10 +75,10 @@ async fn a_run_succeeds_with_credentials_from_the_secret_and_its_log_is_paged() 
         "{text}"
     );
     assert!(text.contains("jwt-length=15"), "{text}");
-    assert!(
-        text.contains("auth: ${OM_JWT}"),
-        "the config reaches the pod from the ConfigMap: {text}"
-    );
+    // The config reaches the pod from the run's Secret with the token in it and the run's id.
+    assert!(text.contains("config-has-jwt=1"), "{text}");
+    assert!(text.contains("config-has-run-id=1"), "{text}");
+    assert!(!text.contains("very-secret-jwt"), "{text}");
     // Pages past the end and bad `after` values are answered as the reference does.
     let (_, past) = w.client.logs("prof", Some("1")).await.unwrap();
     assert_eq!(past, Page::Invalid("Invalid pagination index".into()));
@@ -190,7 +198,10 @@ async fn a_scheduled_pipeline_runs_toggles_and_is_deleted_without_leftovers() {
                "nodeSelector": "testbed.omjob.dev/simulated=true"}),
     )
     .await;
+    // A zone other than UTC: on Kubernetes 1.27+ it goes into the batch/v1 CronJob's `timeZone`
+    // and the real CronJob controller schedules in it (every minute is due in every zone).
     let def = json!({"pipelineType": "usage", "schedule": "* * * * *", "enabled": false,
+                     "timeZone": "Asia/Kolkata",
                      "workflowConfig": "a: 1", "credentials": {"TOKEN": "tok-123456"},
                      "overrides": {"command": ["sh", "-c", "echo scheduled run=$pipelineRunId job=$jobName; sleep 1"]}});
     let deployed = w
@@ -200,6 +211,18 @@ async fn a_scheduled_pipeline_runs_toggles_and_is_deleted_without_leftovers() {
         .unwrap();
     assert!(deployed.scheduled);
     let cj = cron_jobs(&w).get("om-cronjob-cron").await.unwrap();
+    assert_eq!(cj.types.as_ref().unwrap().api_version, "batch/v1");
+    assert_eq!(cj.data["spec"]["timeZone"], "Asia/Kolkata");
+    // The job template reads back as the service wrote it: every field it set, with its value.
+    let mut written_def = definition(def.clone());
+    written_def.validate(Some("cron"), false).unwrap();
+    let written =
+        pipeline_service::build::Builder::new(w.client.config(), &written_def).cron_job("* * * * *");
+    assert_subset(
+        &written["spec"]["jobTemplate"],
+        &cj.data["spec"]["jobTemplate"],
+        "spec.jobTemplate",
+    );
     assert_eq!(cj.data["spec"]["suspend"], true);
     assert_eq!(cj.data["spec"]["concurrencyPolicy"], "Forbid");
     let pod_spec = &cj.data["spec"]["jobTemplate"]["spec"]["template"]["spec"];
@@ -281,6 +304,52 @@ async fn a_scheduled_pipeline_runs_toggles_and_is_deleted_without_leftovers() {
     assert!(matches!(w.client.run("cron").await, Err(Error::NotFound { .. })));
 }
 
+/// Fails unless every field of `written` is in `read` with the same value (the API server adds its
+/// defaults, so `read` may hold more, and drops empty ones).
+fn assert_subset(written: &serde_json::Value, read: &serde_json::Value, path: &str) {
+    match (written, read) {
+        (serde_json::Value::Object(w), serde_json::Value::Object(r)) => {
+            for (k, v) in w {
+                // The API server omits empty maps, lists and nulls, as Go's `omitempty` does.
+                let empty = v.is_null()
+                    || v.as_object().is_some_and(serde_json::Map::is_empty)
+                    || v.as_array().is_some_and(Vec::is_empty);
+                match r.get(k) {
+                    Some(r) => assert_subset(v, r, &format!("{path}.{k}")),
+                    None => assert!(empty, "{path}.{k} was written but not read back"),
+                }
+            }
+        }
+        (serde_json::Value::Array(w), serde_json::Value::Array(r)) => {
+            assert_eq!(w.len(), r.len(), "{path}: {written} read back as {read}");
+            for (i, (w, r)) in w.iter().zip(r).enumerate() {
+                assert_subset(w, r, &format!("{path}[{i}]"));
+            }
+        }
+        _ => assert_eq!(written, read, "{path}"),
+    }
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_a_cron_job_in_an_unknown_time_zone() {
+    // The service checks zones itself (the case above); this pins that the 1.27+ API server also
+    // refuses one, naming the field, for CronJobs written by other tools.
+    let w = world("ps-std-tz", json!({})).await;
+    let cj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "bad-zone"},
+        "spec": {"schedule": "* * * * *", "timeZone": "Mars/Olympus_Mons", "jobTemplate": {"spec": {"template": {
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i", "command": ["true"]}]}}}}}
+    }))
+    .unwrap();
+    let err = cron_jobs(&w).create(&Default::default(), &cj).await.unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(status.message.contains("spec.timeZone"), "{}", status.message);
+    assert!(cron_jobs(&w).get_opt("bad-zone").await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn bad_input_is_rejected_with_the_field_and_nothing_is_created() {
     let w = world("ps-std-bad", json!({})).await;
@@ -297,7 +366,7 @@ async fn bad_input_is_rejected_with_the_field_and_nothing_is_created() {
         ),
         (json!({"pipelineType": "metadata"}), "ok", "workflowConfig"),
         (
-            json!({"pipelineType": "metadata", "workflowConfig": "a: 1", "schedule": "@daily", "timeZone": "Europe/Paris"}),
+            json!({"pipelineType": "metadata", "workflowConfig": "a: 1", "schedule": "@daily", "timeZone": "Mars/Olympus_Mons"}),
             "ok",
             "timeZone",
         ),
@@ -356,7 +425,11 @@ async fn status_finds_every_permission_under_the_documented_role() {
     let w = world("ps-std-status", json!({})).await;
     let s = w.client.status().await;
     assert!(s.reachable);
-    assert_eq!(s.version.as_deref(), Some("v1.20.2"));
+    let expected = format!(
+        "v{}",
+        omjob_testbed::controlplane::install::kubernetes_version().unwrap()
+    );
+    assert_eq!(s.version.as_deref(), Some(expected.as_str()));
     assert!(s.missing_permissions.is_empty(), "{s:?}");
     // A service account without the Role lacks them all, and status says which.
     let bare = common::service_account_client(&w.admin, w.ns.name(), common::INGESTION_SA).await;

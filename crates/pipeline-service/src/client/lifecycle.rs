@@ -18,8 +18,10 @@ use crate::{
 };
 
 impl PipelineClient {
-    /// Deploys `def`: ConfigMap, Secret and, when scheduled, the CronJob/CronOMJob (deleted when
-    /// not). Input is validated first; a failure after that deletes what this call created.
+    /// Deploys `def`: ConfigMap (the stored definition), Secret (the credentials and the rendered
+    /// workflow config) and, when scheduled, the CronJob/CronOMJob (deleted when not). Input is
+    /// validated first and every object built before the first write; a failure after that
+    /// deletes what this call created.
     ///
     /// # Errors
     /// [`Error::Invalid`] for bad input (nothing written), [`Error::RolledBack`] otherwise.
@@ -30,8 +32,8 @@ impl PipelineClient {
         let cron = def.cron();
         // Build everything before the first write, so a build error writes nothing.
         let config_map = b.config_map()?;
-        let secret = b.secret();
-        let cron_job = cron.as_ref().map(|c| b.cron_job(&self.cron_api.api_version, c));
+        let secret = b.secret()?;
+        let cron_job = cron.as_ref().map(|c| b.cron_job(c));
         let cron_omjob = match (&cron, self.config.mode) {
             (Some(c), Mode::Operator) => Some(b.cron_omjob(c)?),
             _ => None,
@@ -203,8 +205,9 @@ impl PipelineClient {
         })
     }
 
-    /// Removes everything the pipeline owns: runs (Jobs or OMJobs, with their pods), the
-    /// schedule, the Secret and the ConfigMap. Parts that fail are reported; the rest is done.
+    /// Removes everything the pipeline owns: runs (Jobs or OMJobs, with their pods and their
+    /// Secrets, which they own), the schedule, the Secret and the ConfigMap. Parts that fail are
+    /// reported; the rest is done.
     ///
     /// # Errors
     /// [`Error::Partial`] listing what could not be deleted.

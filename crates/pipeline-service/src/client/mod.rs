@@ -157,33 +157,29 @@ impl PipelineClient {
         Self::new(client, config).await
     }
 
-    /// The service on `client`. Asks the API server once whether it serves CronJob as
-    /// `batch/v1` (with `timeZone` from 1.27) or only `batch/v1beta1` (Kubernetes ≤ 1.20).
+    /// The service on `client`. Asks the API server its version once: CronJob `timeZone` needs
+    /// Kubernetes 1.27 or later, and on an older server a schedule in another zone is refused
+    /// (it would silently run in the controller manager's zone). A server whose version cannot be
+    /// read, or that reports no numeric minor (an unstamped build), is taken to be current.
     ///
     /// # Errors
     /// When the spool directory cannot be created.
     pub async fn new(client: Client, config: Config) -> Result<Self> {
         let policy = config.retry_policy();
-        let v1 = retry_with(&policy, || client.list_api_group_resources("batch/v1"))
-            .await
-            .map(|l| l.resources.iter().any(|r| r.name == "cronjobs"))
-            .unwrap_or(false);
         let minor = retry_with(&policy, || client.apiserver_version())
             .await
             .ok()
+            .filter(|v| v.major == "1")
             .and_then(|v| v.minor.trim_end_matches('+').parse::<u32>().ok())
-            .unwrap_or(0);
-        let version = if v1 { "v1" } else { "v1beta1" };
-        let cron_api = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("batch", version, "CronJob"),
-            "cronjobs",
-        );
+            .filter(|m| *m > 0);
+        let cron_api =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("batch", "v1", "CronJob"), "cronjobs");
         let spool = LogSpool::new(SPOOLED_LOGS, CHUNK_BYTES).map_err(Error::Spool)?;
         Ok(Self {
             client,
             config: Arc::new(config),
             cron_api,
-            cron_time_zones: v1 && minor >= 27,
+            cron_time_zones: minor.is_none_or(|m| m >= 27),
             spool,
             retry_policy: policy,
         })
@@ -311,20 +307,21 @@ impl PipelineClient {
     }
 }
 
-/// Creates a run object. A retried create whose first attempt did land answers 409; that is
-/// success when the existing object carries the same run id.
+/// Creates an object of a run (the run or its Secret) and returns it as the API server stored it.
+/// A retried create whose first attempt did land answers 409; that is success when the existing
+/// object carries the same run id.
 async fn create_once<K>(
     api: &Api<K>,
     obj: &K,
     run_id: &str,
     policy: &RetryPolicy,
-) -> std::result::Result<(), kube::Error>
+) -> std::result::Result<K, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
     let pp = PostParams::default();
     match retry_with(policy, || api.create(&pp, obj)).await {
-        Ok(_) => Ok(()),
+        Ok(created) => Ok(created),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let existing = api.get(&obj.name_any()).await?;
             if existing
@@ -333,7 +330,7 @@ where
                 .map(String::as_str)
                 == Some(run_id)
             {
-                Ok(())
+                Ok(existing)
             } else {
                 Err(kube::Error::Api(s))
             }

@@ -2,19 +2,19 @@
 
 use k8s_openapi::api::{
     batch::v1::Job,
-    core::v1::{ConfigMap, Pod},
+    core::v1::{ConfigMap, Pod, Secret},
 };
 use kube::{
-    Resource, ResourceExt as _,
-    api::{ListParams, PostParams},
+    Api, Resource, ResourceExt as _,
+    api::{ListParams, Patch, PatchParams, PostParams},
 };
 use omjob_api::OMJob;
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
-use super::{Outcome, PipelineClient, RunStarted, create_once};
+use super::{Outcome, PipelineClient, RunStarted, create_once, kind_name};
 use crate::{
-    build::Builder,
+    build::{Builder, CONFIG_KEY},
     config::Mode,
     diagnostics::{self, Diagnostics},
     error::{Error, Result, is_not_found},
@@ -39,28 +39,31 @@ fn owner_ref<K: Resource<DynamicType = ()>>(o: &K) -> serde_json::Value {
 }
 
 impl PipelineClient {
-    /// Starts a run now.
+    /// Starts a run now: its Secret (the deployed config with the run's id), then the Job or
+    /// OMJob, which then becomes the Secret's owner. A failure on the way deletes what the call
+    /// created.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when the pipeline is not deployed; API errors.
+    /// [`Error::NotFound`] when the pipeline is not deployed; [`Error::RolledBack`] or other API
+    /// errors.
     pub async fn run(&self, pipeline: &str) -> Result<RunStarted> {
         let def = self.get(pipeline).await?;
-        let run_id = uuid::Uuid::new_v4().to_string();
         let b = Builder::new(&self.config, &def);
+        let deployed = self.deployed_config(&b.names().secret()).await?;
+        let run_id = uuid::Uuid::new_v4().to_string();
         let name = b.names().run(&run_id);
+        // Everything is built before the first write, so a build error writes nothing.
+        let secret = b.run_secret(&run_id, &deployed)?;
         let kind = match self.config.mode {
             Mode::Standard => {
                 let job = b.job(&run_id)?;
-                create_once(&self.api::<Job>(), &job, &run_id, &self.retry_policy)
-                    .await
-                    .map_err(self.kube_err("create Job", &name))?;
+                self.start_run(&self.api::<Job>(), &job, &secret, &run_id).await?;
                 "Job"
             }
             Mode::Operator => {
                 let omjob = b.omjob(&run_id)?;
-                create_once(&self.api::<OMJob>(), &omjob, &run_id, &self.retry_policy)
-                    .await
-                    .map_err(self.kube_err("create OMJob", &name))?;
+                self.start_run(&self.api::<OMJob>(), &omjob, &secret, &run_id)
+                    .await?;
                 "OMJob"
             }
         };
@@ -70,6 +73,73 @@ impl PipelineClient {
             kind: kind.into(),
             resource: name,
         })
+    }
+
+    /// The rendered config in the pipeline's Secret `name`, which every on-demand run starts
+    /// from.
+    async fn deployed_config(&self, name: &str) -> Result<String> {
+        let api = self.api::<Secret>();
+        self.retry(|| api.get_opt(name))
+            .await
+            .map_err(self.kube_err("read Secret", name))?
+            .and_then(|s| s.data)
+            .and_then(|mut d| d.remove(CONFIG_KEY))
+            .and_then(|bytes| String::from_utf8(bytes.0).ok())
+            .ok_or_else(|| Error::NotFound {
+                what: format!(
+                    "key '{CONFIG_KEY}' of Secret '{name}' (written by deploy; deploy the pipeline again)"
+                ),
+            })
+    }
+
+    /// Creates `secret`, then `run`, then makes the run the Secret's owner, so the garbage
+    /// collector deletes the Secret with the run (TTL, kill, delete). The Secret comes first
+    /// because the run's pods read it as soon as they start. A failure deletes what was created.
+    async fn start_run<K>(&self, api: &Api<K>, run: &K, secret: &Secret, run_id: &str) -> Result<()>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        let kind = K::kind(&()).into_owned();
+        let name = run.name_any();
+        let secrets = self.api::<Secret>();
+        create_once(&secrets, secret, run_id, &self.retry_policy)
+            .await
+            .map_err(self.kube_err("create Secret", &name))?;
+        let created = match create_once(api, run, run_id, &self.retry_policy).await {
+            Ok(created) => created,
+            Err(e) => {
+                let e = Error::kube(format!("create {kind}"), &name, self.ns(), e);
+                return Err(self.roll_back_run(e, None::<(&Api<K>, &str)>, &name).await);
+            }
+        };
+        let patch = Patch::Merge(json!({"metadata": {"ownerReferences": [owner_ref(&created)]}}));
+        let pp = PatchParams::default();
+        if let Err(e) = self.retry(|| secrets.patch(&name, &pp, &patch)).await {
+            let e = Error::kube("patch Secret", &name, self.ns(), e);
+            return Err(self.roll_back_run(e, Some((api, &kind)), &name).await);
+        }
+        Ok(())
+    }
+
+    /// Deletes run `name` (when it was created) and its Secret after `error`, and says so.
+    async fn roll_back_run<K>(&self, error: Error, run: Option<(&Api<K>, &str)>, name: &str) -> Error
+    where
+        K: Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let mut rolled_back = Vec::new();
+        if let Some((api, kind)) = run
+            && self.delete_via(api, name).await.is_ok()
+        {
+            rolled_back.push(format!("{kind}/{name}"));
+        }
+        if self.delete_via(&self.api::<Secret>(), name).await.is_ok() {
+            rolled_back.push(kind_name::<Secret>(name));
+        }
+        tracing::warn!(run = name, error = %error, ?rolled_back, "run failed to start");
+        Error::RolledBack {
+            source: Box::new(error),
+            rolled_back,
+        }
     }
 
     pub(super) async fn pods(&self, selector: &str) -> Result<Vec<Pod>> {

@@ -46,6 +46,7 @@ fn permissions(mode: Mode) -> Vec<(&'static str, &'static str, &'static str)> {
         ("", "secrets", "get"),
         ("", "secrets", "create"),
         ("", "secrets", "update"),
+        ("", "secrets", "patch"),
         ("", "secrets", "delete"),
         ("", "pods", "get"),
         ("", "pods", "list"),

@@ -226,7 +226,7 @@ pub async fn leftovers(w: &World, label: &str) -> Vec<String> {
         ("", "v1", "Secret", "secrets"),
         ("", "v1", "Pod", "pods"),
         ("batch", "v1", "Job", "jobs"),
-        ("batch", "v1beta1", "CronJob", "cronjobs"),
+        ("batch", "v1", "CronJob", "cronjobs"),
         ("pipelines.openmetadata.org", "v1", "OMJob", "omjobs"),
         ("pipelines.openmetadata.org", "v1", "CronOMJob", "cronomjobs"),
     ];
