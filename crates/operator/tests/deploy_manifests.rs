@@ -29,19 +29,8 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 #[tokio::test]
 async fn the_kustomization_renders_every_piece_into_the_operator_namespace() {
     let docs = rendered();
-    let mut kinds: Vec<String> = docs
-        .iter()
-        .map(|d| {
-            format!(
-                "{}/{}",
-                d["kind"].as_str().unwrap(),
-                d["metadata"]["name"].as_str().unwrap()
-            )
-        })
-        .collect();
-    kinds.sort();
     assert_eq!(
-        kinds,
+        fixture::object_names(&docs),
         [
             "ClusterRole/omjob-operator",
             "ClusterRoleBinding/omjob-operator",

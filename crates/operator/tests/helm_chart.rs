@@ -108,21 +108,6 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind}/{name} in the rendered chart"))
 }
 
-fn kinds(docs: &[Value]) -> Vec<String> {
-    let mut kinds: Vec<String> = docs
-        .iter()
-        .map(|d| {
-            format!(
-                "{}/{}",
-                d["kind"].as_str().unwrap(),
-                d["metadata"]["name"].as_str().unwrap()
-            )
-        })
-        .collect();
-    kinds.sort();
-    kinds
-}
-
 fn container(docs: &[Value]) -> k8s_openapi::api::core::v1::Container {
     let deployment: Deployment =
         serde_json::from_value(find(docs, "Deployment", "rel-omjob-operator").clone()).unwrap();
@@ -338,7 +323,7 @@ fn the_charts_rbac_file_is_a_byte_for_byte_copy_of_deploy_rbac() {
 fn the_default_render_holds_every_object_in_the_release_namespace() {
     let docs = template(&[]);
     assert_eq!(
-        kinds(&docs),
+        fixture::object_names(&docs),
         [
             "ClusterRole/rel-omjob-operator",
             "ClusterRoleBinding/rel-omjob-operator",

@@ -22,19 +22,8 @@ fn rendered() -> Vec<Value> {
 #[tokio::test]
 async fn the_kustomization_renders_the_tested_role_and_a_valid_deployment() {
     let docs = rendered();
-    let mut kinds: Vec<String> = docs
-        .iter()
-        .map(|d| {
-            format!(
-                "{}/{}",
-                d["kind"].as_str().unwrap(),
-                d["metadata"]["name"].as_str().unwrap()
-            )
-        })
-        .collect();
-    kinds.sort();
     assert_eq!(
-        kinds,
+        fixture::object_names(&docs),
         [
             "Deployment/pipeline-service",
             "Role/pipeline-service",

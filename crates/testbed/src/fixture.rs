@@ -293,6 +293,27 @@ impl ServiceAccountCredentials {
     }
 }
 
+/// `Kind/name` of each rendered manifest document, sorted: what a rendering test compares with the
+/// list it expects.
+///
+/// # Panics
+/// When a document has no `kind` or `metadata.name`.
+#[must_use]
+pub fn object_names(docs: &[serde_json::Value]) -> Vec<String> {
+    let mut names: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            let kind = d["kind"].as_str().expect("a manifest document has a kind");
+            let name = d["metadata"]["name"]
+                .as_str()
+                .expect("a manifest document has a name");
+            format!("{kind}/{name}")
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// Installs (server-side apply) `crds` and waits until each is Established.
 ///
 /// # Panics

@@ -43,6 +43,26 @@ async fn job_pods(ns: &fixture::TestNamespace, job: &str) -> Vec<Pod> {
         .items
 }
 
+/// Polls until one of `job`'s pods satisfies `cond` (the Job controller creates them, so there is
+/// no name to watch yet).
+async fn wait_job_pod(
+    ns: &fixture::TestNamespace,
+    job: &str,
+    what: &str,
+    cond: impl Fn(&Pod) -> bool,
+) -> Pod {
+    tokio::time::timeout(LIMIT, async {
+        loop {
+            if let Some(p) = job_pods(ns, job).await.into_iter().find(&cond) {
+                break p;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("job {job}: no pod {what} after {LIMIT:?}"))
+}
+
 async fn wait_job(jobs: &Api<Job>, name: &str, what: &str, cond: impl Fn(&Job) -> bool) -> Job {
     tokio::time::timeout(
         LIMIT,
@@ -114,16 +134,11 @@ async fn a_jobs_pod_carries_the_tracking_finalizer_until_the_job_controller_coun
         .await
         .unwrap();
     let pods: Api<Pod> = ns.api();
-    let name = tokio::time::timeout(LIMIT, async {
-        loop {
-            if let Some(p) = job_pods(&ns, "tracked").await.into_iter().next() {
-                break p.metadata.name.unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the Job controller creates a pod");
+    let name = wait_job_pod(&ns, "tracked", "created", |_| true)
+        .await
+        .metadata
+        .name
+        .unwrap();
     let p = wait_pod(&pods, &name, LIMIT, "running", running).await;
     assert!(
         p.metadata
@@ -181,18 +196,13 @@ async fn an_eviction_the_pod_failure_policy_ignores_is_replaced_without_counting
         .await
         .unwrap();
     let pods: Api<Pod> = ns.api();
-    let first = tokio::time::timeout(LIMIT, async {
-        loop {
-            if let Some(p) = job_pods(&ns, "evicted").await.into_iter().find(running)
-                && marker.exists()
-            {
-                break p.metadata.name.unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let first = wait_job_pod(&ns, "evicted", "running its first run", |p| {
+        running(p) && marker.exists()
     })
     .await
-    .expect("the first pod runs");
+    .metadata
+    .name
+    .unwrap();
     node::evict(
         &ns.client(),
         ns.name(),
@@ -242,16 +252,7 @@ async fn a_deleted_job_pod_ends_terminal_runs_once_and_is_replaced() {
         .await
         .unwrap();
     let pods: Api<Pod> = ns.api();
-    let first = tokio::time::timeout(LIMIT, async {
-        loop {
-            if let Some(p) = job_pods(&ns, "deleted").await.into_iter().find(running) {
-                break p;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the first pod runs");
+    let first = wait_job_pod(&ns, "deleted", "running", running).await;
     let first_name = first.metadata.name.clone().unwrap();
     let first_uid = first.metadata.uid.clone().unwrap();
     pods.delete(&first_name, &DeleteParams::default()).await.unwrap();
