@@ -77,7 +77,8 @@ pub struct CronOMJobSpec {
     pub failed_jobs_history_limit: Option<i32>,
 
     /// *Additive.* What to do when a slot comes while an earlier OMJob still runs. Left out:
-    /// `Allow`, as in the Java operator.
+    /// `Allow`, as in the Java operator. Also accepted as the annotation
+    /// `omjob.pipelines.openmetadata.org/concurrency-policy`; this field wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::non_nullable::<ConcurrencyPolicy>")]
     pub concurrency_policy: Option<ConcurrencyPolicy>,

@@ -15,6 +15,7 @@
 //! | [`names`] | deterministic names of pods and spawned OMJobs |
 //! | [`env`] | env-var names and placeholders of the OpenMetadata contract |
 //! | [`crds`] | the CustomResourceDefinitions rendered as YAML |
+//! | [`annotations`] | annotation keys, and the additive spec fields they stand in for |
 //!
 //! Fields that OpenMetadata's Java operator does not know are marked *additive* in their docs.
 //! They are all optional, and leaving them out gives the Java operator's behaviour.
@@ -22,6 +23,7 @@
 // The API crate is the wire contract: every public item says what it means.
 #![warn(missing_docs)]
 
+pub mod annotations;
 pub mod crds;
 pub mod cronomjob;
 pub mod env;

@@ -60,14 +60,17 @@ pub struct OMJobSpec {
 
     /// *Additive.* Seconds after the run started after which the operator stops the main pod
     /// and runs the exit handler with reason `DeadlineExceeded`. Left out: no deadline, as in
-    /// the Java operator.
+    /// the Java operator. Also accepted as the annotation
+    /// `omjob.pipelines.openmetadata.org/active-deadline-seconds` (for CRDs that prune this
+    /// field); this field wins when both are set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
 
     /// *Additive.* Seconds the main pod may stay pending (image pull failure, unschedulable)
     /// before the operator gives up on it with reason `StartTimeout`. Left out: the operator's
-    /// configured default.
+    /// configured default. Also accepted as the annotation
+    /// `omjob.pipelines.openmetadata.org/pending-timeout-seconds`; this field wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub pending_timeout_seconds: Option<i64>,
@@ -144,7 +147,8 @@ pub struct OMJobStatus {
     pub exit_handler_exit_code: Option<i32>,
 
     /// *Additive.* How many exit-handler pods were created (more than one only when an earlier
-    /// one was lost before it finished).
+    /// one was lost before it finished). A readable copy: the operator resumes from the
+    /// annotation `omjob.pipelines.openmetadata.org/exit-handler-attempts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_handler_attempts: Option<i32>,
 

@@ -16,10 +16,7 @@ use std::{
 };
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::{
-    Resource,
-    runtime::events::{Event, EventType, Recorder},
-};
+use kube::Resource;
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 use crate::metrics::Metrics;
@@ -204,7 +201,8 @@ pub async fn report<K>(
     obj: &Lenient<K>,
     bad: &Undecodable,
     reported: &Reported,
-    recorder: &Recorder,
+    client: &kube::Client,
+    now: k8s_openapi::jiff::Timestamp,
     metrics: &Metrics,
     controller: &'static str,
 ) where
@@ -226,16 +224,20 @@ pub async fn report<K>(
         error = %bad.error.message,
         "object does not decode; it is not reconciled until it changes"
     );
-    let event = Event {
-        type_: EventType::Warning,
+    let event = crate::events::Note {
+        warning: true,
         reason: REASON_INVALID_SPEC.to_owned(),
-        note: Some(note(&kind, &bad.error)),
-        action: "Decode".to_owned(),
-        secondary: None,
+        message: note(&kind, &bad.error),
+        action: "Decode",
     };
-    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::warn!(kind = %kind, name, namespace, error = %e, "failed to publish event");
-    }
+    crate::events::publish(
+        client,
+        &obj.object_ref(&()),
+        bad.metadata.labels.as_ref(),
+        &event,
+        now,
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //! - `GET /metrics`: the [`Metrics`] registry as OpenMetrics text. The Java operator sent the
 //!   0.0.4 text format; Prometheus negotiates either by content type, so we send what
 //!   prometheus-client encodes and label it truthfully.
-//! - `GET /info`: name, version, watched namespaces, leadership and concurrency.
+//! - `GET /info`: name, version, watched namespaces, leadership (and whether leader election is
+//!   in use: `enabled`, `disabled`, or `forbidden` when the Lease may not be read), concurrency.
 
 use std::{
     fmt,
@@ -38,6 +39,13 @@ use crate::{
     config::{OperatorConfig, WatchNamespaces},
     metrics::{self, Metrics},
 };
+
+/// `/info` `leaderElection` when this replica competes for the Lease.
+pub const LEADER_ELECTION_ENABLED: &str = "enabled";
+/// `/info` `leaderElection` when `LEADER_ELECTION=false`.
+pub const LEADER_ELECTION_DISABLED: &str = "disabled";
+/// `/info` `leaderElection` when the Lease is forbidden and the replica runs without election.
+pub const LEADER_ELECTION_FORBIDDEN: &str = "forbidden";
 
 /// The name reported by `/info`.
 pub const OPERATOR_NAME: &str = "omjob-operator";
@@ -71,6 +79,9 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// Whether this replica holds the leader Lease.
     pub leader: Arc<AtomicBool>,
+    /// How leadership is decided: `enabled`, `disabled` (`LEADER_ELECTION=false`) or
+    /// `forbidden` (no permission on the Lease; this replica runs without election).
+    pub leader_election: Arc<std::sync::Mutex<&'static str>>,
     /// The registry `/metrics` serves.
     pub metrics: Arc<Metrics>,
     /// Used by `/ready` to call `GET /version`.
@@ -108,6 +119,11 @@ impl HttpState {
         Self {
             ready,
             leader,
+            leader_election: Arc::new(std::sync::Mutex::new(if config.leader_election {
+                LEADER_ELECTION_ENABLED
+            } else {
+                LEADER_ELECTION_DISABLED
+            })),
             metrics,
             client,
             clock: Arc::new(SystemClock),
@@ -220,6 +236,7 @@ async fn info(State(state): State<HttpState>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "watchNamespaces": state.info.watch_namespaces.to_string(),
         "leader": state.leader.load(Ordering::Acquire),
+        "leaderElection": *state.leader_election.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
         "reconciliationThreads": state.info.reconciliation_threads,
     }))
 }
@@ -266,6 +283,7 @@ mod tests {
         HttpState {
             ready: Arc::new(AtomicBool::new(ready)),
             leader: Arc::new(AtomicBool::new(true)),
+            leader_election: Arc::new(std::sync::Mutex::new(LEADER_ELECTION_FORBIDDEN)),
             metrics: Arc::new(Metrics::new()),
             client: fake_client(api_up),
             clock: Arc::new(ManualClock::new(
@@ -358,6 +376,7 @@ mod tests {
                 "version": env!("CARGO_PKG_VERSION"),
                 "watchNamespaces": "a,b",
                 "leader": true,
+                "leaderElection": "forbidden",
                 "reconciliationThreads": 5,
             })
         );

@@ -244,6 +244,20 @@ impl LeaderError {
         }
     }
 
+    /// The Lease may not be read or created (403): the identity has no `coordination.k8s.io`
+    /// permission, as under OpenMetadata's chart. The caller may run without leader election.
+    #[must_use]
+    pub fn is_forbidden(&self) -> bool {
+        match self {
+            Self::GetLease { source, .. }
+            | Self::CreateLease { source, .. }
+            | Self::UpdateLease { source, .. } => {
+                matches!(&**source, kube::Error::Api(s) if s.is_forbidden())
+            }
+            Self::InvalidTimings(_) => false,
+        }
+    }
+
     /// Errors that retrying cannot fix: bad timings, missing RBAC, a missing namespace.
     fn is_permanent(&self) -> bool {
         let source = match self {

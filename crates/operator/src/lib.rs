@@ -7,10 +7,12 @@
 //! decoding the controllers watch through. The binary (`main.rs`) wires them together.
 
 pub mod api_client;
+pub mod capabilities;
 pub mod clock;
 pub mod config;
 pub mod cronomjob;
 pub mod decode;
+pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;

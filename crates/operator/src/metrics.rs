@@ -100,6 +100,7 @@ pub struct Metrics {
     pods_created: Family<PodLabels, Counter>,
     transitions: Family<TransitionLabels, Counter>,
     ready: Gauge,
+    leader_election: Gauge,
     exit_handler_latency: Histogram,
     api_requests: Family<ApiRequestLabels, Counter>,
 }
@@ -128,6 +129,7 @@ impl Metrics {
         let pods_created = Family::<PodLabels, Counter>::default();
         let transitions = Family::<TransitionLabels, Counter>::default();
         let ready = Gauge::default();
+        let leader_election = Gauge::default();
         let info = Family::<InfoLabels, Gauge>::default();
         let exit_handler_latency = Histogram::new(EXIT_HANDLER_LATENCY_BUCKETS);
         let api_requests = Family::<ApiRequestLabels, Counter>::default();
@@ -165,6 +167,11 @@ impl Metrics {
             "1 when the operator is ready, else 0",
             ready.clone(),
         );
+        sub.register(
+            "leader_election_enabled",
+            "1 when this replica takes part in leader election, 0 when it runs without (disabled, or the Lease is forbidden)",
+            leader_election.clone(),
+        );
         sub.register("operator_info", "Operator build information; always 1", info);
         sub.register_with_unit(
             "exit_handler_latency",
@@ -186,9 +193,15 @@ impl Metrics {
             pods_created,
             transitions,
             ready,
+            leader_election,
             exit_handler_latency,
             api_requests,
         }
+    }
+
+    /// Records whether leader election is in use (`omjob_leader_election_enabled`).
+    pub fn set_leader_election(&self, enabled: bool) {
+        self.leader_election.set(i64::from(enabled));
     }
 
     /// Counts one reconcile pass of `controller` ("omjob", "cronomjob").

@@ -17,7 +17,6 @@ use std::{
 
 use anyhow::Context as _;
 use futures::FutureExt as _;
-use kube::runtime::events::{Recorder, Reporter};
 use tokio::sync::watch;
 
 use crate::{
@@ -83,6 +82,8 @@ pub async fn run() -> anyhow::Result<()> {
         ready.clone(),
         leader.clone(),
     );
+    let leader_election = http_state.leader_election.clone();
+    metrics.set_leader_election(config.leader_election);
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.health_check_port));
     let mut http_stop_rx = http_stop.clone();
     let http_task = tokio::spawn(http::serve(addr, http_state, async move {
@@ -99,20 +100,47 @@ pub async fn run() -> anyhow::Result<()> {
         );
         tracing::info!(lease = %config.lease_name, identity = %config.identity, "waiting for leadership");
         let g = tokio::select! {
-            g = elector.acquire() => g.context("leader election failed")?,
+            g = elector.acquire() => g,
             () = termination_signal() => {
                 let _ = stop_http.send(true);
                 return Ok(());
             }
         };
-        leader.store(true, Ordering::SeqCst);
-        tracing::info!("leading");
-        Some(g)
+        match g {
+            Ok(g) => {
+                leader.store(true, Ordering::SeqCst);
+                tracing::info!("leading");
+                Some(g)
+            }
+            // OpenMetadata's chart grants no Lease permission and cannot set LEADER_ELECTION,
+            // and runs one replica: exiting would crash-loop, so run unelected instead. The
+            // deterministic pod names keep the exit handler exactly-once even if a second
+            // replica were started; leadership only saves the duplicate work.
+            Err(e) if e.is_forbidden() => {
+                tracing::warn!(
+                    lease = %config.lease_name,
+                    namespace = %config.operator_namespace,
+                    error = %e,
+                    "the leader Lease is forbidden: running WITHOUT leader election; run one replica only, \
+                     or grant get/create/update on coordination.k8s.io leases in OPERATOR_NAMESPACE"
+                );
+                *leader_election
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = http::LEADER_ELECTION_FORBIDDEN;
+                metrics.set_leader_election(false);
+                leader.store(true, Ordering::SeqCst);
+                None
+            }
+            Err(e) => return Err(e).context("leader election failed"),
+        }
     } else {
         None
     };
 
+    // Probed once, so each missing permission is logged once with its designed behaviour.
+    let capabilities = crate::capabilities::probe(&client).await;
     let settings = Settings {
+        capabilities: capabilities.clone(),
         pending_timeout: config.main_pod_pending_timeout,
         node_lost_grace: config.node_lost_grace,
         max_exit_attempts: i32::try_from(config.exit_handler_max_attempts).unwrap_or(i32::MAX),
@@ -120,13 +148,6 @@ pub async fn run() -> anyhow::Result<()> {
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "omjob-operator".into(),
-                instance: Some(config.identity.clone()),
-            },
-        ),
         metrics: metrics.clone(),
         clock: Arc::new(SystemClock),
         settings,
@@ -163,10 +184,12 @@ pub async fn run() -> anyhow::Result<()> {
     tracing::info!("ready");
     let cron_ctx = crate::cronomjob::Context {
         client: ctx.client.clone(),
-        recorder: ctx.recorder.clone(),
         metrics: metrics.clone(),
         clock: ctx.clock.clone(),
-        settings: crate::cronomjob::decide::Settings::default(),
+        settings: crate::cronomjob::decide::Settings {
+            capabilities,
+            ..crate::cronomjob::decide::Settings::default()
+        },
     };
     tokio::join!(
         omjob::run(

@@ -113,6 +113,9 @@ pub struct Settings {
     /// Longest wait before looking again even when no slot is due, so a jump of the wall clock
     /// (or of an injected test clock) is noticed within this time.
     pub max_requeue: Duration,
+    /// What the cluster permits and keeps (`blockOwnerDeletion` on runs, additive status
+    /// fields); read by the IO shell, not by [`decide`].
+    pub capabilities: crate::capabilities::Capabilities,
 }
 
 impl Default for Settings {
@@ -120,6 +123,7 @@ impl Default for Settings {
         Self {
             too_many_missed: 100,
             max_requeue: Duration::from_secs(300),
+            capabilities: crate::capabilities::Capabilities::default(),
         }
     }
 }

@@ -13,7 +13,7 @@
 pub mod decide;
 pub mod spawn;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -23,7 +23,6 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt as _,
         controller::{self, Action as Requeue},
-        events::{Event, EventType, Recorder},
         reflector::{self, Store},
         watcher,
     },
@@ -32,24 +31,24 @@ use omjob_api::{CronOMJob, OMJob};
 use serde_json::json;
 
 use crate::{
+    capabilities::StatusKind,
     clock::Clock,
     decode::{self, Lenient, Reported},
+    events,
     metrics::Metrics,
     omjob::decide::EventNote,
 };
 use decide::{Action, Decision, Observation, Settings};
 
-/// Field manager of the CronOMJob status writes (server-side apply).
+/// Field manager of the CronOMJob status writes (JSON merge patches).
 pub const FIELD_MANAGER: &str = "omjob-operator-cronomjob";
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "cronomjob";
 
 /// Everything a reconcile needs besides the OMJob cache.
 pub struct Context {
-    /// API client.
+    /// API client. Events are written through it as core/v1 Events ([`events`]).
     pub client: Client,
-    /// Event publisher.
-    pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Time source: slots are due by this clock.
@@ -109,6 +108,14 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The status patch could not be built.
+    #[error("failed to render the status of CronOMJob {name}")]
+    RenderStatus {
+        /// CronOMJob name.
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// The CronOMJob has no namespace, name or UID (never true for objects from a watch).
     #[error("CronOMJob has no namespace, name or uid")]
     MissingMetadata,
@@ -123,26 +130,25 @@ impl Error {
             Self::DeleteOMJob { .. } => "delete_omjob",
             Self::GetOMJob { .. } => "get_omjob",
             Self::PatchStatus { .. } => "patch_status",
+            Self::RenderStatus { .. } => "render_status",
             Self::MissingMetadata => "metadata",
         }
     }
 }
 
-async fn publish(recorder: &Recorder, reference: &ObjectReference, name: &str, note: &EventNote) {
-    let ev = Event {
-        type_: if note.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
+async fn publish(
+    ctx: &Context,
+    reference: &ObjectReference,
+    labels: Option<&BTreeMap<String, String>>,
+    note: &EventNote,
+) {
+    let note = events::Note {
+        warning: note.warning,
         reason: note.reason.to_owned(),
-        note: Some(note.note.clone()),
-        action: "Schedule".to_owned(),
-        secondary: None,
+        message: note.note.clone(),
+        action: "Schedule",
     };
-    if let Err(e) = recorder.publish(&ev, reference).await {
-        tracing::warn!(cronomjob = %name, error = %e, "failed to publish event");
-    }
+    events::publish(&ctx.client, reference, labels, &note, ctx.clock.now()).await;
 }
 
 fn controlled_by(o: &OMJob, uid: &str) -> bool {
@@ -176,7 +182,13 @@ impl Pass<'_> {
     }
 
     async fn publish(&self, note: &EventNote) {
-        publish(&self.ctx.recorder, &self.cron.object_ref(&()), &self.name, note).await;
+        publish(
+            self.ctx,
+            &self.cron.object_ref(&()),
+            self.cron.metadata.labels.as_ref(),
+            note,
+        )
+        .await;
     }
 
     async fn delete(&self, name: &str, uid: Option<&str>) -> Result<(), Error> {
@@ -226,22 +238,56 @@ impl Pass<'_> {
         }
     }
 
+    /// Writes the status as a JSON merge patch, for the reason given at the OMJob's status
+    /// write (`crate::omjob`): the chart's CRD lacks `active` and `lastSuccessfulTime`, and
+    /// the server prunes them from a merge patch where it refuses an apply naming them. Nothing
+    /// is resumed from those two fields (the runs are found by owner reference each pass), so
+    /// losing them costs only their display.
     async fn write_status(&self, d: &Decision) -> Result<(), Error> {
-        if self.cron.status.clone().unwrap_or_default() == d.status {
+        let caps = &self.ctx.settings.capabilities;
+        let additive = caps.additive_status_kept(StatusKind::CronOMJob);
+        let served = self.cron.status.clone();
+        let wanted = kept_cron(&d.status, additive);
+        if kept_cron(&served.clone().unwrap_or_default(), additive) == wanted {
             return Ok(());
         }
-        let body = json!({"apiVersion": omjob_api::API_VERSION, "kind": "CronOMJob", "status": d.status});
-        self.crons
+        let mut body = serde_json::to_value(&wanted).map_err(|source| Error::RenderStatus {
+            name: self.name.clone(),
+            source,
+        })?;
+        if let (Some(old), Some(map)) = (served.as_ref(), body.as_object_mut()) {
+            // Fields the new status drops are cleared explicitly (a merge patch keeps the rest).
+            let old = serde_json::to_value(old).map_err(|source| Error::RenderStatus {
+                name: self.name.clone(),
+                source,
+            })?;
+            for key in old.as_object().into_iter().flat_map(|o| o.keys()) {
+                map.entry(key.clone()).or_insert(serde_json::Value::Null);
+            }
+        }
+        let written = self
+            .crons
             .patch_status(
                 &self.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&json!({ "status": body })),
             )
             .await
             .map_err(|source| Error::PatchStatus {
                 name: self.name.clone(),
                 source,
             })?;
+        if wanted.active.is_some() {
+            let kept = written.status.as_ref().is_some_and(|s| s.active.is_some());
+            if caps.learn_additive_status(StatusKind::CronOMJob, kept) {
+                tracing::warn!(
+                    "the installed CronOMJob CRD prunes status.active and status.lastSuccessfulTime; they are rebuilt from the runs each pass and not written"
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -290,7 +336,8 @@ async fn reconcile(cron: Arc<Lenient<CronOMJob>>, shared: Arc<Shared>) -> Result
                 &cron,
                 bad,
                 &shared.reported,
-                &ctx.recorder,
+                &ctx.client,
+                ctx.clock.now(),
                 &ctx.metrics,
                 CONTROLLER,
             )
@@ -304,8 +351,12 @@ async fn reconcile(cron: Arc<Lenient<CronOMJob>>, shared: Arc<Shared>) -> Result
     result
 }
 
-async fn reconcile_inner(cron: &CronOMJob, shared: &Shared) -> Result<Requeue, Error> {
+async fn reconcile_inner(cron: &CronOMJob, shared: &Arc<Shared>) -> Result<Requeue, Error> {
     let ctx = &shared.ctx;
+    let mut cron = cron.clone();
+    cron.spec
+        .fill_from_annotations(cron.metadata.annotations.as_ref());
+    let cron = &cron;
     let ns = cron.namespace().ok_or(Error::MissingMetadata)?;
     let name = cron.metadata.name.clone().ok_or(Error::MissingMetadata)?;
     let uid = cron.metadata.uid.clone().ok_or(Error::MissingMetadata)?;
@@ -336,7 +387,15 @@ async fn reconcile_inner(cron: &CronOMJob, shared: &Shared) -> Result<Requeue, E
             Action::Delete { name, uid } => pass.delete(name, uid.as_deref()).await?,
             Action::Create(omjob) => {
                 let run = omjob.metadata.name.clone().unwrap_or_default();
-                match pass.create(omjob, &uid).await? {
+                let mut omjob = omjob.clone();
+                if ctx.settings.capabilities.block_cron_owner() {
+                    // Foreground deletion of the CronOMJob then waits for its runs; it needs
+                    // `cronomjobs/finalizers` where owner-reference permissions are enforced.
+                    for r in omjob.metadata.owner_references.iter_mut().flatten() {
+                        r.block_owner_deletion = Some(true);
+                    }
+                }
+                match pass.create(&omjob, &uid).await? {
                     Some(created) => {
                         let slot = d.status.last_schedule_time.as_ref().map(|t| t.0);
                         let skew = slot.map(|s| ctx.clock.now().duration_since(s).as_secs_f64());
@@ -372,16 +431,28 @@ async fn reconcile_inner(cron: &CronOMJob, shared: &Shared) -> Result<Requeue, E
     if !events.is_empty() {
         // Events are best effort and not needed by the next pass: publishing them off the
         // reconcile keeps one API round trip out of the path when many slots are due at once.
-        let recorder = ctx.recorder.clone();
         let reference = cron.object_ref(&());
-        let name = pass.name.clone();
+        let labels = cron.metadata.labels.clone();
+        let shared = Arc::clone(shared);
         tokio::spawn(async move {
             for note in &events {
-                publish(&recorder, &reference, &name, note).await;
+                publish(&shared.ctx, &reference, labels.as_ref(), note).await;
             }
         });
     }
     Ok(d.requeue.map_or_else(Requeue::await_change, Requeue::requeue))
+}
+
+/// `status` without the fields the installed CRD prunes, when it prunes them.
+fn kept_cron(status: &omjob_api::CronOMJobStatus, additive_kept: bool) -> omjob_api::CronOMJobStatus {
+    if additive_kept {
+        return status.clone();
+    }
+    omjob_api::CronOMJobStatus {
+        active: None,
+        last_successful_time: None,
+        ..status.clone()
+    }
 }
 
 /// What this controller caches of a run: its metadata and status. It decides from ownership,

@@ -51,8 +51,8 @@ pub fn run_id(cron_uid: &str, slot: Timestamp) -> String {
 ///
 /// # Guarantees
 /// * Name: `spawned_omjob_name(cron, slot epoch seconds)` (at most 63 characters).
-/// * Controlled by the CronOMJob (owner reference with `controller` and `blockOwnerDeletion`),
-///   so deleting the CronOMJob deletes its runs.
+/// * Controlled by the CronOMJob (owner reference with `controller`), so deleting the
+///   CronOMJob deletes its runs.
 /// * Labels and annotations: the CronOMJob's, plus `app.kubernetes.io/run-id` = [`run_id`] and
 ///   the [`SCHEDULED_AT_ANNOTATION`].
 /// * Spec: the template with `{{ omjob.uid }}` replaced by the run id and `{{ omjob.name }}` by
@@ -63,11 +63,11 @@ pub fn run_id(cron_uid: &str, slot: Timestamp) -> String {
 pub fn build(cron: &CronOMJob, slot: Timestamp) -> Result<OMJob, SpawnError> {
     let cron_name = cron.metadata.name.as_deref().ok_or(SpawnError::MissingMetadata)?;
     let uid = cron.metadata.uid.as_deref().ok_or(SpawnError::MissingMetadata)?;
-    let mut owner = cron
+    // No `blockOwnerDeletion` here: it needs `cronomjobs/finalizers`, which OpenMetadata's chart
+    // does not grant; the controller adds it where that is permitted.
+    let owner = cron
         .controller_owner_ref(&())
         .ok_or(SpawnError::MissingMetadata)?;
-    // Foreground deletion of the CronOMJob waits for its runs.
-    owner.block_owner_deletion = Some(true);
     let name = names::spawned_omjob_name(cron_name, slot.as_second())
         .map_err(|source| SpawnError::Name { slot, source })?;
     let run_id = run_id(uid, slot);
@@ -153,7 +153,10 @@ mod tests {
         assert_eq!(owner.kind, "CronOMJob");
         assert_eq!(owner.uid, "0b6c1f3e-1111-2222-3333-444455556666");
         assert_eq!(owner.controller, Some(true));
-        assert_eq!(owner.block_owner_deletion, Some(true));
+        assert_eq!(
+            owner.block_owner_deletion, None,
+            "set by the controller where permitted"
+        );
 
         let labels = o.metadata.labels.as_ref().unwrap();
         let run_id = labels[labels::LABEL_APP_RUN_ID].clone();

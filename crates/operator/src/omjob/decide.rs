@@ -4,11 +4,13 @@
 //! # Guarantees
 //! The exit handler runs exactly once per OMJob that has an `exitHandlerSpec`, whatever ended the
 //! main stage, because:
-//! - every fact needed to resume lives in `status` (reason, exit code, attempt number), never only
-//!   in memory, and the decision is recomputed from scratch on each pass;
+//! - every fact needed to resume lives in the OMJob (the upstream status fields, and the reason,
+//!   exit code and attempt number in annotations that every CRD schema keeps, see
+//!   [`super::bookkeeping`]), never only in memory, and the decision is recomputed from scratch
+//!   on each pass;
 //! - pod names are deterministic (`<omjob>-main`, `<omjob>-exit`, `<omjob>-exit-<n>`) so a create
 //!   repeated after a crash finds the existing pod instead of starting a second one;
-//! - a new exit-handler attempt is recorded in `status` *before* its pod is created, and a further
+//! - a new exit-handler attempt is recorded (annotation, then status) *before* its pod is created, and a further
 //!   attempt is made only after the previous pod was seen lost (deleted, evicted, or on a lost node)
 //!   before it finished, at most `max_exit_attempts` times.
 
@@ -41,6 +43,9 @@ pub struct Settings {
     pub max_exit_attempts: i32,
     /// Requeue of a non-terminal OMJob when nothing else is due (pods are watched; this is a safety net).
     pub safety_requeue: Duration,
+    /// What the cluster permits and keeps (node reads, `blockOwnerDeletion`, additive status
+    /// fields); read by the IO shell, not by [`decide`].
+    pub capabilities: crate::capabilities::Capabilities,
 }
 
 impl Default for Settings {
@@ -50,6 +55,7 @@ impl Default for Settings {
             node_lost_grace: Duration::from_secs(60),
             max_exit_attempts: 3,
             safety_requeue: Duration::from_secs(300),
+            capabilities: crate::capabilities::Capabilities::default(),
         }
     }
 }
@@ -408,12 +414,9 @@ impl Builder<'_> {
             return;
         };
         if !confirmed {
+            // The `ExitHandlerCreated` event is written where the pod is created, once: a
+            // reconcile from a cache that has not seen this write yet confirms it again.
             self.status.exit_handler_pod_name = Some(name.clone());
-            self.event(
-                "ExitHandlerCreated",
-                format!("Created exit handler pod: {name}"),
-                false,
-            );
         }
         if let Some(f) = outcome::finished(exit) {
             if f.termination == Termination::Evicted {

@@ -3,6 +3,7 @@
 //! one ([`crate::decode`]): one that does not decode gets an `InvalidSpec` warning and is left
 //! alone, and the others are reconciled as usual.
 
+pub mod bookkeeping;
 pub mod decide;
 pub mod outcome;
 pub mod pods;
@@ -17,7 +18,6 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt as _,
         controller::{self, Action as Requeue},
-        events::{Event, EventType, Recorder},
         reflector, watcher,
     },
 };
@@ -25,24 +25,24 @@ use omjob_api::{OMJob, labels, names};
 use serde_json::json;
 
 use crate::{
+    capabilities::StatusKind,
     clock::Clock,
     decode::{self, Lenient, Reported},
+    events,
     metrics::Metrics,
 };
 use decide::{Action, Decision, Observation, Settings, exit_pod_name};
 use pods::{MainOutcome, PodKind};
 
-/// Field manager of every status write (server-side apply).
+/// Field manager of the status writes (JSON merge patches, see `Run::write_status`).
 pub const FIELD_MANAGER: &str = "omjob-operator";
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "omjob";
 
 /// Everything a reconcile needs.
 pub struct Context {
-    /// API client.
+    /// API client. Events are written through it as core/v1 Events ([`events`]).
     pub client: Client,
-    /// Event publisher.
-    pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Time source.
@@ -101,6 +101,22 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Recording the bookkeeping annotations failed.
+    #[error("failed to annotate OMJob {name}")]
+    Annotate {
+        /// OMJob name.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The status patch could not be built.
+    #[error("failed to render the status of OMJob {name}")]
+    RenderStatus {
+        /// OMJob name.
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// Adding or removing the finalizer failed.
     #[error("failed to update the finalizers of OMJob {name}")]
     Finalizer {
@@ -140,6 +156,8 @@ impl Error {
             Self::CreatePod { .. } => "create_pod",
             Self::DeletePod { .. } => "delete_pod",
             Self::PatchStatus { .. } => "patch_status",
+            Self::Annotate { .. } => "annotate",
+            Self::RenderStatus { .. } => "render_status",
             Self::Finalizer { .. } => "finalizer",
             Self::RenderPod { .. } => "render_pod",
             Self::GetNode { .. } => "get_node",
@@ -187,15 +205,32 @@ async fn node_down_since(
     let Some(node_name) = outcome::node_name(pod) else {
         return Ok(None);
     };
+    let caps = &ctx.settings.capabilities;
+    if !caps.nodes_readable() {
+        return Ok(outcome::node_down_from_pod(pod));
+    }
     // Read on demand: only reconciles of a pod that has not finished get here, and keeping a
     // cache of every Node would cost memory in proportion to the cluster, not to the OMJobs.
-    let node = Api::<Node>::all(ctx.client.clone())
-        .get_opt(node_name)
-        .await
-        .map_err(|source| Error::GetNode {
-            name: node_name.to_owned(),
-            source,
-        })?;
+    let node = match Api::<Node>::all(ctx.client.clone()).get_opt(node_name).await {
+        Ok(node) => node,
+        // Not permitted (OpenMetadata's chart grants no node reads): judge from the pod from
+        // now on, instead of failing every reconcile of a running pod.
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            if caps.node_read_forbidden() {
+                tracing::warn!(
+                    node = node_name,
+                    "reading nodes is forbidden; lost nodes are judged from pod conditions from now on (grant `get` on `nodes` to use node readiness)"
+                );
+            }
+            return Ok(outcome::node_down_from_pod(pod));
+        }
+        Err(source) => {
+            return Err(Error::GetNode {
+                name: node_name.to_owned(),
+                source,
+            });
+        }
+    };
     let Some(node) = node else {
         // A pod bound to a node that no longer exists is as lost as it gets.
         return Ok(Some(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
@@ -219,8 +254,11 @@ struct Run<'a> {
     pods: Api<Pod>,
     omjobs: Api<OMJob>,
     name: String,
+    /// The status as the API server returned it (before [`bookkeeping::hydrate`]): what a
+    /// write is compared with, so that pruned fields do not look changed on every pass.
+    served: Option<omjob_api::OMJobStatus>,
     /// Events of this reconcile, published when it ends (see the `Drop` impl).
-    events: Vec<Event>,
+    events: Vec<events::Note>,
 }
 
 impl Drop for Run<'_> {
@@ -235,15 +273,14 @@ impl Drop for Run<'_> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let events = std::mem::take(&mut self.events);
-        let recorder = self.ctx.recorder.clone();
+        let notes = std::mem::take(&mut self.events);
+        let client = self.ctx.client.clone();
+        let clock = self.ctx.clock.clone();
         let reference = self.omjob.object_ref(&());
-        let name = self.name.clone();
+        let labels = self.omjob.metadata.labels.clone();
         runtime.spawn(async move {
-            for ev in &events {
-                if let Err(e) = recorder.publish(ev, &reference).await {
-                    tracing::warn!(omjob = %name, error = %e, "failed to publish event");
-                }
+            for note in &notes {
+                events::publish(&client, &reference, labels.as_ref(), note, clock.now()).await;
             }
         });
     }
@@ -251,37 +288,83 @@ impl Drop for Run<'_> {
 
 impl Run<'_> {
     fn publish(&mut self, note: &decide::EventNote) {
-        self.events.push(Event {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+        self.events.push(events::Note {
+            warning: note.warning,
             reason: note.reason.to_owned(),
-            note: Some(note.note.clone()),
-            action: "Reconcile".to_owned(),
-            secondary: None,
+            message: note.note.clone(),
+            action: "Reconcile",
         });
     }
 
+    /// Records the bookkeeping of `d` in the OMJob's annotations, where every CRD schema keeps
+    /// it ([`bookkeeping`]), before the status write and so before any exit pod it names.
+    async fn write_bookkeeping(&mut self, d: &Decision) -> Result<(), Error> {
+        let current = bookkeeping::Recorded::from_annotations(self.omjob.metadata.annotations.as_ref());
+        let Some(patch) = bookkeeping::Recorded::from_status(&d.status).patch_over(&current) else {
+            return Ok(());
+        };
+        let written = self
+            .omjobs
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Annotate {
+                name: self.name.clone(),
+                source,
+            })?;
+        self.omjob.metadata.annotations = written.metadata.annotations;
+        self.omjob.metadata.resource_version = written.metadata.resource_version;
+        Ok(())
+    }
+
     async fn write_status(&mut self, d: &Decision) -> Result<(), Error> {
+        self.write_bookkeeping(d).await?;
         let current = self.omjob.status.clone().unwrap_or_default();
-        if current == d.status {
+        let caps = &self.ctx.settings.capabilities;
+        let additive = caps.additive_status_kept(StatusKind::OMJob);
+        // Compared as the server keeps them: under a CRD that prunes the additive fields the
+        // served status never has them, and comparing them would rewrite on every pass.
+        let served = bookkeeping::kept(&self.served.clone().unwrap_or_default(), additive);
+        let wanted = bookkeeping::kept(&d.status, additive);
+        if served == wanted {
+            self.omjob.status = Some(d.status.clone());
             return Ok(());
         }
-        let body = json!({"apiVersion": omjob_api::API_VERSION, "kind": "OMJob", "status": d.status});
+        // A JSON merge patch, not server-side apply: under a CRD without the additive fields
+        // (OpenMetadata's chart) the API server refuses an apply that names them (HTTP 500
+        // "field not declared in schema") but prunes them from a merge patch. Reading the CRD
+        // to tell the two apart needs a permission the chart does not grant, so the first
+        // write's answer tells instead, and later writes leave the pruned fields out.
+        let patch = bookkeeping::status_merge_patch(self.served.as_ref(), &wanted).map_err(|source| {
+            Error::RenderStatus {
+                name: self.name.clone(),
+                source,
+            }
+        })?;
         let written = self
             .omjobs
             .patch_status(
                 &self.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
             )
             .await
             .map_err(|source| Error::PatchStatus {
                 name: self.name.clone(),
                 source,
             })?;
+        if wanted.conditions.is_some() {
+            let kept = written.status.as_ref().is_some_and(|s| s.conditions.is_some());
+            if caps.learn_additive_status(StatusKind::OMJob, kept) {
+                tracing::warn!(
+                    "the installed OMJob CRD prunes the additive status fields (reason, exitHandlerAttempts, conditions...); \
+                     the operator keeps its state in annotations and writes only the upstream status fields"
+                );
+            }
+        }
+        self.served.clone_from(&written.status);
         // The finalizer patch that may follow is guarded by resourceVersion, which this write bumped.
         self.omjob.metadata.resource_version = written.metadata.resource_version;
         if current.phase != d.status.phase
@@ -356,13 +439,14 @@ impl Run<'_> {
         }
     }
 
-    /// Creates a pod; `Ok(Err(msg))` when the API refuses it for good.
-    async fn create_pod(&self, pod: &Pod, kind: PodKind) -> Result<Result<Pod, String>, Error> {
+    /// Creates a pod; `Ok(Err(msg))` when the API refuses it for good. The flag says whether
+    /// this call created it (rather than finding it, created by an earlier pass).
+    async fn create_pod(&self, pod: &Pod, kind: PodKind) -> Result<Result<(Pod, bool), String>, Error> {
         let name = pod.metadata.name.clone().unwrap_or_default();
         match self.pods.create(&PostParams::default(), pod).await {
             Ok(created) => {
                 self.ctx.metrics.pod_created(kind.label());
-                Ok(Ok(created))
+                Ok(Ok((created, true)))
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 // Created by an earlier pass (or another replica): the name is the lock.
@@ -374,7 +458,7 @@ impl Run<'_> {
                             source: kube::Error::Api(s),
                         })
                     },
-                    |p| Ok(Ok(p)),
+                    |p| Ok(Ok((p, false))),
                 )
             }
             Err(e) if is_permanent(&e) => Ok(Err(match e {
@@ -401,10 +485,33 @@ impl Run<'_> {
                 )
             }
         };
-        pods::build(&self.omjob, template, kind, name, outcome.as_ref()).map_err(|source| Error::RenderPod {
-            name: name.to_owned(),
-            source,
-        })
+        let mut pod = pods::build(&self.omjob, template, kind, name, outcome.as_ref()).map_err(|source| {
+            Error::RenderPod {
+                name: name.to_owned(),
+                source,
+            }
+        })?;
+        if self.ctx.settings.capabilities.block_omjob_owner() {
+            // As the Java operator does, where `omjobs/finalizers` may be updated (an admission
+            // plugin refuses the pod otherwise).
+            for r in pod.metadata.owner_references.iter_mut().flatten() {
+                r.block_owner_deletion = Some(true);
+            }
+        }
+        if let Some(o) = &outcome {
+            let status = self.omjob.status.as_ref();
+            let attempt = status.and_then(|s| s.exit_handler_attempts).unwrap_or(1);
+            let a = pod.metadata.annotations.get_or_insert_with(Default::default);
+            a.insert(
+                omjob_api::annotations::EXIT_HANDLER_ATTEMPT.to_owned(),
+                attempt.to_string(),
+            );
+            a.insert(
+                omjob_api::annotations::PIPELINE_STATUS.to_owned(),
+                pods::pipeline_status(o).to_owned(),
+            );
+        }
+        Ok(pod)
     }
 }
 
@@ -432,7 +539,8 @@ async fn reconcile_watched(obj: Arc<Lenient<OMJob>>, shared: Arc<Shared>) -> Res
                 &obj,
                 bad,
                 &shared.reported,
-                &ctx.recorder,
+                &ctx.client,
+                ctx.clock.now(),
                 &ctx.metrics,
                 CONTROLLER,
             )
@@ -445,12 +553,19 @@ async fn reconcile_watched(obj: Arc<Lenient<OMJob>>, shared: Arc<Shared>) -> Res
 async fn reconcile_inner(omjob: &OMJob, ctx: &Context) -> Result<Requeue, Error> {
     let ns = omjob.namespace().ok_or(Error::MissingMetadata)?;
     let name = omjob.metadata.name.clone().ok_or(Error::MissingMetadata)?;
+    let served = omjob.status.clone();
+    let mut omjob = omjob.clone();
+    omjob
+        .spec
+        .fill_from_annotations(omjob.metadata.annotations.as_ref());
+    let adopted = bookkeeping::hydrate(&mut omjob);
     let mut run = Run {
         ctx,
-        omjob: omjob.clone(),
+        omjob,
         pods: Api::namespaced(ctx.client.clone(), &ns),
         omjobs: Api::namespaced(ctx.client.clone(), &ns),
         name: name.clone(),
+        served,
         events: Vec::new(),
     };
     let main_name = names::main_pod_name(&name);
@@ -471,6 +586,9 @@ async fn reconcile_inner(omjob: &OMJob, ctx: &Context) -> Result<Requeue, Error>
     } else {
         None
     };
+    if adopted && let Some(pod) = exit.as_ref() {
+        bookkeeping::adopt_from_exit_pod(&mut run.omjob, pod);
+    }
     let mut main_create_error = None;
     let mut exit_create_error = None;
     let mut finalizer_done = false;
@@ -502,12 +620,14 @@ async fn reconcile_inner(omjob: &OMJob, ctx: &Context) -> Result<Requeue, Error>
             // No intent to record: the main pod's name is the lock.
             let pod = run.render(PodKind::Main, &main_name)?;
             match run.create_pod(&pod, PodKind::Main).await? {
-                Ok(p) => {
-                    run.publish(&decide::EventNote {
-                        reason: "MainPodCreated",
-                        note: format!("Created main ingestion pod: {main_name}"),
-                        warning: false,
-                    });
+                Ok((p, fresh)) => {
+                    if fresh {
+                        run.publish(&decide::EventNote {
+                            reason: "MainPodCreated",
+                            note: format!("Created main ingestion pod: {main_name}"),
+                            warning: false,
+                        });
+                    }
                     main = Some(p);
                 }
                 Err(msg) => main_create_error = Some(msg),
@@ -539,7 +659,14 @@ async fn reconcile_inner(omjob: &OMJob, ctx: &Context) -> Result<Requeue, Error>
             let exit_name = exit_pod_name(&name, *attempt);
             let pod = run.render(PodKind::ExitHandler, &exit_name)?;
             match run.create_pod(&pod, PodKind::ExitHandler).await? {
-                Ok(p) => {
+                Ok((p, fresh)) => {
+                    if fresh {
+                        run.publish(&decide::EventNote {
+                            reason: "ExitHandlerCreated",
+                            note: format!("Created exit handler pod: {exit_name}"),
+                            warning: false,
+                        });
+                    }
                     if let Some(finished) = main.as_ref().and_then(main_finished_at) {
                         let secs = ctx.clock.now().duration_since(finished).as_secs_f64().max(0.0);
                         ctx.metrics.exit_handler_latency(secs);

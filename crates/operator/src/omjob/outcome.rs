@@ -1,5 +1,5 @@
 //! How a pod ended, read from what the API shows: the termination reasons the exit handler is
-//! told, and the test for an exit-handler pod that was lost before it finished.
+//! told, and the signs, on the pod itself, that its node stopped answering.
 
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 
@@ -146,6 +146,46 @@ pub fn node_name(pod: &Pod) -> Option<&str> {
     pod.spec.as_ref()?.node_name.as_deref()
 }
 
+/// Ready-condition reasons the kubelet itself writes: a pod not Ready for one of these is
+/// starting or stopping, not cut off from its node.
+const KUBELET_NOT_READY_REASONS: [&str; 3] = ["ContainersNotReady", "PodCompleted", "ReadinessGatesNotReady"];
+
+/// Since when the pod itself shows that its node stopped answering, for when Nodes cannot be
+/// read (OpenMetadata's chart grants no node reads).
+///
+/// Two signs, both written by the control plane, not the kubelet:
+/// - the taint manager deleted the pod for its node's `unreachable`/`not-ready` taint (condition
+///   `DisruptionTarget`, reason `DeletionByTaintManager`): lost at once;
+/// - the node lifecycle controller marked a running pod `Ready=False` without one of the
+///   kubelet's own reasons (it flips the status and keeps the reason): lost since that
+///   transition, so the operator's grace period counts from it. The operator's pods have no
+///   readiness probes, so a running container is otherwise always Ready.
+#[must_use]
+pub fn node_down_from_pod(pod: &Pod) -> Option<Timestamp> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    if conditions.iter().any(|c| {
+        c.type_ == "DisruptionTarget"
+            && c.status == "True"
+            && c.reason.as_deref() == Some("DeletionByTaintManager")
+    }) {
+        return Some(Timestamp::UNIX_EPOCH);
+    }
+    if phase(pod) != "Running" {
+        return None;
+    }
+    let ready = conditions.iter().find(|c| c.type_ == "Ready")?;
+    let kubelet_reason = ready
+        .reason
+        .as_deref()
+        .is_some_and(|r| KUBELET_NOT_READY_REASONS.contains(&r));
+    (ready.status == "False" && !kubelet_reason).then(|| {
+        ready
+            .last_transition_time
+            .as_ref()
+            .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -184,5 +224,31 @@ mod tests {
         );
         assert_eq!(f(&pod(json!({"phase": "Running"}))), None);
         assert_eq!(f(&pod(json!({"phase": "Unknown"}))), None);
+    }
+
+    #[test]
+    fn a_lost_node_shows_on_the_pod() {
+        let t = "2026-01-01T00:00:00Z";
+        let ready = |status: &str, reason: Option<&str>| {
+            pod(json!({"phase": "Running", "conditions": [
+                {"type": "Ready", "status": status, "reason": reason, "lastTransitionTime": t}]}))
+        };
+        assert_eq!(node_down_from_pod(&ready("True", None)), None);
+        assert_eq!(
+            node_down_from_pod(&ready("False", None)),
+            Some(t.parse().unwrap()),
+            "marked by the node lifecycle controller"
+        );
+        assert_eq!(
+            node_down_from_pod(&ready("False", Some("ContainersNotReady"))),
+            None
+        );
+        let tainted = pod(json!({"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True"},
+            {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}]}));
+        assert_eq!(node_down_from_pod(&tainted), Some(Timestamp::UNIX_EPOCH));
+        let evicted = pod(json!({"phase": "Running", "conditions": [
+            {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}]}));
+        assert_eq!(node_down_from_pod(&evicted), None);
     }
 }

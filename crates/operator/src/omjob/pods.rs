@@ -89,6 +89,17 @@ fn run_id(omjob: &OMJob) -> String {
         .unwrap_or_default()
 }
 
+/// The `pipelineStatus` the exit handler is given: `success` only for a main stage that
+/// completed with exit code 0.
+#[must_use]
+pub fn pipeline_status(o: &MainOutcome) -> &'static str {
+    if o.exit_code == Some(0) && o.reason == "Completed" {
+        env::PIPELINE_STATUS_SUCCESS
+    } else {
+        env::PIPELINE_STATUS_FAILED
+    }
+}
+
 /// The container env: template entries with empty `valueFrom` sources kept as plain variables
 /// and placeholders replaced; for the exit handler, `pipelineStatus` and the main outcome
 /// appended.
@@ -125,12 +136,7 @@ pub fn container_env(omjob: &OMJob, template: &PodTemplate, outcome: Option<&Mai
         out.push(var);
     }
     if let Some(o) = outcome {
-        let ok = o.exit_code == Some(0) && o.reason == "Completed";
-        let status = if ok {
-            env::PIPELINE_STATUS_SUCCESS
-        } else {
-            env::PIPELINE_STATUS_FAILED
-        };
+        let status = pipeline_status(o);
         let code = o
             .exit_code
             .map_or_else(|| "unknown".to_owned(), |c| c.to_string());

@@ -11,10 +11,7 @@ use k8s_openapi::{
 use kube::{
     Api,
     api::{ListParams, Patch, PatchParams, PostParams},
-    runtime::{
-        events::{Recorder, Reporter},
-        wait::await_condition,
-    },
+    runtime::wait::await_condition,
 };
 use omjob_api::{CronOMJob, OMJob};
 use omjob_operator::{
@@ -66,7 +63,6 @@ impl CronHarness {
     pub fn start_in(h: Harness, clock: Arc<dyn Clock>) -> Self {
         let ctx = Arc::new(omjob::Context {
             client: h.operator.clone(),
-            recorder: recorder(&h),
             metrics: Arc::new(Metrics::new()),
             clock: Arc::new(SystemClock),
             settings: Settings::default(),
@@ -94,7 +90,6 @@ impl CronHarness {
         self.metrics = Arc::new(Metrics::new());
         let ctx = cronomjob::Context {
             client: self.h.operator.clone(),
-            recorder: recorder(&self.h),
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
             // Look at least twice a second, so moving the manual clock is noticed at once.
@@ -265,16 +260,6 @@ impl CronHarness {
         let next = (after.as_second() / step + 1) * step + 1;
         clock.set(Timestamp::from_second(next).unwrap());
     }
-}
-
-fn recorder(h: &Harness) -> Recorder {
-    Recorder::new(
-        h.operator.clone(),
-        Reporter {
-            controller: "omjob-operator".into(),
-            instance: None,
-        },
-    )
 }
 
 /// Polls `check` every 100 ms until it holds, or panics naming `what` after `limit`.

@@ -12,10 +12,7 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
-    runtime::{
-        events::{Recorder, Reporter},
-        wait::await_condition,
-    },
+    runtime::wait::await_condition,
 };
 use omjob_api::OMJob;
 use omjob_operator::{
@@ -85,13 +82,6 @@ impl Harness {
         let metrics = Metrics::new();
         let ctx = Arc::new(Context {
             client: self.operator.clone(),
-            recorder: Recorder::new(
-                self.operator.clone(),
-                Reporter {
-                    controller: "omjob-operator".into(),
-                    instance: None,
-                },
-            ),
             metrics: Arc::new(metrics),
             clock: Arc::new(SystemClock),
             settings,

@@ -16,6 +16,8 @@ pub struct OperatorProcess {
     child: Child,
     pub identity: String,
     pub log: PathBuf,
+    /// Where `/health`, `/ready`, `/metrics` and `/info` answer.
+    pub health_port: u16,
 }
 
 /// How to run the process.
@@ -46,7 +48,7 @@ impl Options {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -63,6 +65,28 @@ fn operator_kubeconfig(h: &Harness) -> PathBuf {
 impl OperatorProcess {
     /// Starts `omjob-operator run` watching the harness namespace, with its Lease there too.
     pub fn start(h: &Harness, opts: &Options) -> Self {
+        let port = free_port();
+        let env = [
+            ("WATCH_NAMESPACES", h.ns().to_owned()),
+            ("OPERATOR_NAMESPACE", h.ns().to_owned()),
+            ("POD_NAME", opts.identity.clone()),
+            ("HEALTH_CHECK_PORT", port.to_string()),
+            ("LEADER_ELECTION", opts.leader_election.to_string()),
+            ("LOG_FORMAT", "text".to_owned()),
+            ("LOG_LEVEL", "info".to_owned()),
+        ];
+        Self::start_with(h, opts, &operator_kubeconfig(h), &env, port)
+    }
+
+    /// Starts `omjob-operator run` with exactly `env` (plus `PATH` and `KUBECONFIG`), as a
+    /// Deployment would; `health_port` must be the `HEALTH_CHECK_PORT` in it.
+    pub fn start_with(
+        h: &Harness,
+        opts: &Options,
+        kubeconfig: &std::path::Path,
+        env: &[(&str, String)],
+        health_port: u16,
+    ) -> Self {
         let log = h.trace_dir.path().join(format!("{}.log", opts.identity));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -86,14 +110,8 @@ impl OperatorProcess {
         };
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KUBECONFIG", operator_kubeconfig(h))
-            .env("WATCH_NAMESPACES", h.ns())
-            .env("OPERATOR_NAMESPACE", h.ns())
-            .env("POD_NAME", &opts.identity)
-            .env("HEALTH_CHECK_PORT", free_port().to_string())
-            .env("LEADER_ELECTION", opts.leader_election.to_string())
-            .env("LOG_FORMAT", "text")
-            .env("LOG_LEVEL", "info")
+            .env("KUBECONFIG", kubeconfig)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
@@ -102,7 +120,13 @@ impl OperatorProcess {
             child,
             identity: opts.identity.clone(),
             log,
+            health_port,
         }
+    }
+
+    /// Whether the process is still running (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGKILL, and reap the process: nothing of it runs after this returns.

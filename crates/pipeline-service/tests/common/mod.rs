@@ -13,7 +13,6 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
-    runtime::events::{Recorder, Reporter},
 };
 use omjob_testbed::fixture::{self, ServiceAccountCredentials, TestNamespace, wait_for_service_account};
 use pipeline_service::{Config, PipelineClient, PipelineDefinition, pipeline, runs::Run};
@@ -161,13 +160,6 @@ async fn start_operator(admin: &Client, ns: &str) -> tokio::task::JoinHandle<()>
     let operator = service_account_client(admin, ns, "omjob-operator").await;
     let ctx = Arc::new(omjob::Context {
         client: operator.clone(),
-        recorder: Recorder::new(
-            operator.clone(),
-            Reporter {
-                controller: "omjob-operator".into(),
-                instance: None,
-            },
-        ),
         metrics: Arc::new(Metrics::new()),
         clock: Arc::new(SystemClock),
         settings: omjob::decide::Settings::default(),
