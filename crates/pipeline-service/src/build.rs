@@ -395,7 +395,7 @@ impl<'a> Builder<'a> {
         let mut spec = json!({
             "schedule": cron,
             "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": c.starting_deadline_seconds,
+            "startingDeadlineSeconds": batch_starting_deadline(c.starting_deadline_seconds),
             "successfulJobsHistoryLimit": c.successful_jobs_history_limit,
             "failedJobsHistoryLimit": c.failed_jobs_history_limit,
             "suspend": !self.def.enabled,
@@ -498,6 +498,19 @@ impl<'a> Builder<'a> {
                 "omJobSpec": self.omjob_spec(RunKind::Scheduled, None),
             }}),
         )
+    }
+}
+
+/// `startingDeadlineSeconds` for a batch CronJob. OpenMetadata documents 0 as "no catch-up", but
+/// Kubernetes' CronJob controller reads 0 as a window of zero seconds and never starts a run. So a
+/// value ≤ 0 becomes the operator's on-time grace: a slot still starts when the controller is a
+/// little late, and one missed during a longer outage is not caught up, which is what the
+/// CronOMJob controller does with the same setting.
+fn batch_starting_deadline(configured: i64) -> i64 {
+    if configured > 0 {
+        configured
+    } else {
+        i64::try_from(omjob_api::schedule::ON_TIME_GRACE.as_secs()).unwrap_or(i64::MAX)
     }
 }
 
@@ -709,6 +722,20 @@ mod tests {
         assert_eq!(env["jobName"]["value"], "om-job-mysql-a1b2c3d4");
         assert_eq!(env["ingestionPipelineFQN"]["value"], "svc.mysql");
         assert_eq!(env["LOG_LEVEL"]["value"], "DEBUG");
+    }
+
+    #[test]
+    fn a_starting_deadline_of_zero_becomes_the_on_time_grace_in_a_cron_job_only() {
+        assert_eq!(batch_starting_deadline(0), 120);
+        assert_eq!(batch_starting_deadline(-5), 120);
+        assert_eq!(batch_starting_deadline(60), 60);
+        let (mut c, d) = fixture();
+        c.starting_deadline_seconds = 0;
+        let b = Builder::new(&c, &d);
+        assert_eq!(b.cron_job("0 0 * * *")["spec"]["startingDeadlineSeconds"], 120);
+        // The operator applies its own rule to 0, so the CronOMJob carries what was configured.
+        let cron_omjob = serde_json::to_value(b.cron_omjob("0 0 * * *").unwrap()).unwrap();
+        assert_eq!(cron_omjob["spec"]["startingDeadlineSeconds"], 0);
     }
 
     #[test]

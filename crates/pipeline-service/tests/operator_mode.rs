@@ -164,6 +164,29 @@ async fn kill_deletes_active_omjobs_after_their_exit_handler_and_their_pods_go()
 }
 
 #[tokio::test]
+async fn a_pipeline_scheduled_with_openmetadatas_default_deadline_of_zero_runs_in_its_minute() {
+    let mut config = operator();
+    config["startingDeadlineSeconds"] = json!(0);
+    let w = world("ps-op-zero", config).await;
+    let def = json!({"pipelineType": "usage", "schedule": "* * * * *",
+                     "fullyQualifiedName": "svc.usage", "workflowConfig": "a: 1"});
+    w.client.deploy(definition(def), Some("zero")).await.unwrap();
+    let cron: CronOMJob = w.ns.api::<CronOMJob>().get("om-cronomjob-zero").await.unwrap();
+    assert_eq!(cron.spec.starting_deadline_seconds, Some(0));
+    // The in-process CronOMJob controller starts the next minute's slot; its OMJob runs both pods.
+    let run = eventually(Duration::from_secs(100), "a scheduled run to finish", || async {
+        w.client
+            .runs("zero")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.scheduled && r.state.is_finished())
+    })
+    .await;
+    assert_eq!(run.state, RunState::Success, "{run:?}");
+}
+
+#[tokio::test]
 async fn a_scheduled_pipeline_is_a_cronomjob_that_toggles_and_delete_removes_its_omjobs() {
     let w = world("ps-op-cron", operator()).await;
     let def = json!({"pipelineType": "lineage", "schedule": "@hourly", "timeZone": "Europe/Paris",

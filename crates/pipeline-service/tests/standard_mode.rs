@@ -192,10 +192,13 @@ async fn kill_stops_active_runs_and_their_pods_and_leaves_finished_ones() {
 
 #[tokio::test]
 async fn a_scheduled_pipeline_runs_toggles_and_is_deleted_without_leftovers() {
+    // OpenMetadata's documented default, startingDeadlineSeconds 0 ("no catch-up"), which
+    // Kubernetes' CronJob controller would read as a zero-length window and never run.
     let w = world(
         "ps-std-cron",
         json!({"tolerations": [{"key": "testbed.omjob.dev/none", "operator": "Exists", "effect": "NoSchedule"}],
-               "nodeSelector": "testbed.omjob.dev/simulated=true"}),
+               "nodeSelector": "testbed.omjob.dev/simulated=true",
+               "startingDeadlineSeconds": 0}),
     )
     .await;
     // A zone other than UTC: on Kubernetes 1.27+ it goes into the batch/v1 CronJob's `timeZone`
@@ -213,6 +216,7 @@ async fn a_scheduled_pipeline_runs_toggles_and_is_deleted_without_leftovers() {
     let cj = cron_jobs(&w).get("om-cronjob-cron").await.unwrap();
     assert_eq!(cj.types.as_ref().unwrap().api_version, "batch/v1");
     assert_eq!(cj.data["spec"]["timeZone"], "Asia/Kolkata");
+    assert_eq!(cj.data["spec"]["startingDeadlineSeconds"], 120);
     // The job template reads back as the service wrote it: every field it set, with its value.
     let mut written_def = definition(def.clone());
     written_def.validate(Some("cron"), false).unwrap();

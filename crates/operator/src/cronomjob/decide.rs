@@ -43,16 +43,10 @@ use crate::omjob::decide::EventNote;
 /// `message` while `suspend` is true (the Java operator's text).
 pub const MESSAGE_SUSPENDED: &str = "Suspended";
 
-/// How late a slot may start when `startingDeadlineSeconds` is ≤ 0 ("no catch-up") and still
-/// count as on time.
-///
-/// The value only has to cover the controller's own lateness, never an outage: a burst of
-/// slots (the cron bench saw 1,000 CronOMJobs due in one minute all started within about 20 s
-/// on 2 busy cores), plus a leader failover (a 15 s Lease expiring, a 2 s retry, the new
-/// leader's initial list), plus a short API-server blip. That is about 40 s at worst; 120 s
-/// leaves three times that. It is still short against the intervals pipelines are scheduled
-/// at (hourly, daily), so a slot missed while no operator ran is not caught up later.
-pub const ON_TIME_GRACE: Duration = Duration::from_secs(120);
+/// How late a slot may start when `startingDeadlineSeconds` is ≤ 0 and still count as on
+/// time; shared with the pipeline service, which writes it into batch CronJobs for the same
+/// setting (see [`omjob_api::schedule::ON_TIME_GRACE`] for how it was chosen).
+pub const ON_TIME_GRACE: Duration = omjob_api::schedule::ON_TIME_GRACE;
 
 /// How late after its time a slot may still start, from `startingDeadlineSeconds`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -145,8 +145,11 @@ pub async fn world(prefix: &str, extra: Value) -> World {
     }
 }
 
+/// Runs the operator's OMJob and CronOMJob controllers in-process on `ns`, under the operator's
+/// ClusterRole. Returns the OMJob controller's task; the CronOMJob controller's ends with the
+/// test's runtime.
 async fn start_operator(admin: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
-    use omjob_operator::{clock::SystemClock, metrics::Metrics, omjob};
+    use omjob_operator::{clock::SystemClock, cronomjob, metrics::Metrics, omjob};
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
         "metadata": {"name": format!("omjob-operator-{ns}")},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "omjob-operator"},
@@ -164,6 +167,18 @@ async fn start_operator(admin: &Client, ns: &str) -> tokio::task::JoinHandle<()>
         clock: Arc::new(SystemClock),
         settings: omjob::decide::Settings::default(),
     });
+    let cron = cronomjob::Context {
+        client: operator.clone(),
+        metrics: Arc::new(Metrics::new()),
+        clock: Arc::new(SystemClock),
+        settings: cronomjob::decide::Settings::default(),
+    };
+    tokio::spawn(cronomjob::run(
+        cron,
+        Some(vec![ns.to_owned()]),
+        2,
+        std::future::pending::<()>(),
+    ));
     tokio::spawn(omjob::run(
         ctx,
         Some(vec![ns.to_owned()]),
