@@ -1,0 +1,940 @@
+//! The children a CR would get: the `onCreate` and `onReconcile` blocks rendered against the CR,
+//! with `when`/`or` and `forEach` applied and the managed labels and owner reference added.
+//!
+//! This is the desired state only: what exists in the cluster (create-if-absent for `onCreate`,
+//! `once` Secrets kept) is the reconciler's business, which is not built yet.
+
+use serde_json::{Map, Value, json};
+
+use crate::{
+    cluster::{ClusterView, ObjectRef},
+    load::Entry,
+    model::{
+        condition::{Condition, ForEach, go_text, lookup},
+        hooks::{Common, HookTemplates, ResourceEntry, WorkloadEntry},
+    },
+    template::{self, Engine},
+};
+
+/// Label on every child (and the CR): `"true"`.
+pub const MANAGED_LABEL: &str = "orkestra.orkspace.io/managed";
+/// Label on every child: the CR's name; also the workload and Service selector.
+pub const OWNER_LABEL: &str = "orkestra-owner";
+
+/// Rendering a CR's children failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A template field failed.
+    #[error("{at}: {field}: {source}")]
+    Template {
+        at: String,
+        field: String,
+        #[source]
+        source: template::Error,
+    },
+    /// A condition could not be evaluated.
+    #[error("{at}: failed to evaluate condition: {message}")]
+    Condition { at: String, message: String },
+    /// The object a `fromConfigMap` / `fromSecret` copy reads is not in the cluster view.
+    #[error("{at}: source {kind} {name:?} in namespace {namespace:?} not found")]
+    SourceMissing {
+        at: String,
+        kind: &'static str,
+        name: String,
+        namespace: String,
+    },
+    /// `forEach` did not name a list or a map.
+    #[error("{at}: forEach field {field:?} is not a list or a map")]
+    ForEach { at: String, field: String },
+    /// A `deny` validation rule failed.
+    #[error("validation denied: field {field:?}: {message}")]
+    Denied { field: String, message: String },
+    /// The CR is not an object with a name.
+    #[error("the CR has no metadata.name")]
+    NoName,
+}
+
+/// Which block a child comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    OnCreate,
+    OnReconcile,
+}
+
+impl Phase {
+    /// The block's key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnCreate => "onCreate",
+            Self::OnReconcile => "onReconcile",
+        }
+    }
+}
+
+/// One desired child object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Child {
+    pub phase: Phase,
+    /// The entry it came from, e.g. `configMaps[0]`.
+    pub source: String,
+    /// Whether the runtime would keep it updated (`onReconcile` or `reconcile: true`).
+    pub updated: bool,
+    pub object: Value,
+}
+
+/// The children and what the renderer noticed on the way (warnings, skipped entries).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rendered {
+    pub children: Vec<Child>,
+    pub notes: Vec<String>,
+}
+
+/// Renders the children of `cr` for `entry`. The CR is mutated and validated first, as the
+/// reconciler would before the template phase.
+///
+/// # Errors
+/// The first failing template, condition or `deny` rule, as the reconcile would fail on it.
+pub fn render(
+    entry: &Entry,
+    cr: &Value,
+    engine: &Engine,
+    cluster: &dyn ClusterView,
+) -> Result<Rendered, Error> {
+    let mut cr = cr.clone();
+    let cr_name = cr
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .ok_or(Error::NoName)?
+        .to_owned();
+    if let Some(map) = cr.as_object_mut() {
+        map.entry("apiVersion")
+            .or_insert_with(|| Value::String(entry.api_version()));
+        map.entry("kind")
+            .or_insert_with(|| Value::String(entry.kind.clone()));
+    }
+    let cr_namespace = cr
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut out = Rendered::default();
+    if entry.namespaced && !entry.namespace_allowed(cr_namespace.as_deref().unwrap_or("default")) {
+        out.notes.push(format!(
+            "namespace {:?} is not allowed for {}: the CR is skipped",
+            cr_namespace.as_deref().unwrap_or("default"),
+            entry.name
+        ));
+        return Ok(out);
+    }
+    if entry.mutation.mutate_first {
+        mutate(entry, &mut cr);
+        validate(entry, &cr, engine, &mut out.notes)?;
+    } else {
+        validate(entry, &cr, engine, &mut out.notes)?;
+        mutate(entry, &mut cr);
+    }
+    let ctx = Ctx {
+        entry,
+        engine,
+        cluster,
+        cr_name,
+        cr_namespace,
+        owner: json!({
+            "apiVersion": cr["apiVersion"],
+            "kind": cr["kind"],
+            "name": cr["metadata"]["name"],
+            "uid": cr.pointer("/metadata/uid").cloned().unwrap_or_else(|| Value::String(String::new())),
+            "controller": true,
+            "blockOwnerDeletion": true,
+        }),
+    };
+    for (phase, block) in [
+        (Phase::OnCreate, &entry.on_create),
+        (Phase::OnReconcile, &entry.on_reconcile),
+    ] {
+        ctx.block(phase, block, &cr, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn mutate(entry: &Entry, cr: &mut Value) {
+    for rule in &entry.mutation.rules {
+        rule.apply(cr);
+    }
+}
+
+fn validate(entry: &Entry, cr: &Value, engine: &Engine, notes: &mut Vec<String>) -> Result<(), Error> {
+    for rule in &entry.validation {
+        let field = rule.field.clone().unwrap_or_default();
+        let ok = rule
+            .holds(cr, &mut |src| engine.render(src, cr).map_err(|e| e.to_string()))
+            .map_err(|message| Error::Condition {
+                at: format!("validation field {field:?}"),
+                message,
+            })?;
+        if ok {
+            continue;
+        }
+        let message = rule
+            .message
+            .clone()
+            .unwrap_or_else(|| "validation failed".to_owned());
+        if rule.action.as_deref() == Some("warn") {
+            notes.push(format!("ValidationWarning: field {field:?}: {message}"));
+        } else {
+            return Err(Error::Denied { field, message });
+        }
+    }
+    Ok(())
+}
+
+struct Ctx<'a> {
+    entry: &'a Entry,
+    engine: &'a Engine,
+    cluster: &'a dyn ClusterView,
+    cr_name: String,
+    cr_namespace: Option<String>,
+    owner: Value,
+}
+
+/// One rendering scope: the context of one (forEach-expanded) resource entry.
+struct Scope<'a> {
+    ctx: &'a Ctx<'a>,
+    data: Value,
+    tdata: gotmpl::Value,
+    at: String,
+}
+
+impl Scope<'_> {
+    fn text(&self, field: &str, src: &str) -> Result<String, Error> {
+        self.ctx
+            .engine
+            .render_value(src, &self.tdata)
+            .map_err(|source| Error::Template {
+                at: self.at.clone(),
+                field: field.to_owned(),
+                source,
+            })
+    }
+
+    fn opt(&self, field: &str, src: Option<&str>) -> Result<Option<String>, Error> {
+        src.map(|s| self.text(field, s))
+            .transpose()
+            .map(|o| o.filter(|s| !s.is_empty()))
+    }
+
+    /// Renders every string leaf of a pass-through value (env, volumes, probes, ...).
+    fn value(&self, field: &str, v: &Value) -> Result<Value, Error> {
+        Ok(match v {
+            Value::String(s) => Value::String(self.text(field, s)?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.value(field, i))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.value(&format!("{field}.{k}"), v)?)))
+                    .collect::<Result<_, Error>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    fn passes(&self, when: &[Condition], or: &[Condition]) -> Result<bool, Error> {
+        let eval = |c: &Condition| {
+            c.holds(&self.data, &mut |src| {
+                self.ctx
+                    .engine
+                    .render_value(src, &self.tdata)
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|message| Error::Condition {
+                at: self.at.clone(),
+                message,
+            })
+        };
+        for c in when {
+            if !eval(c)? {
+                return Ok(false);
+            }
+        }
+        if or.is_empty() {
+            return Ok(true);
+        }
+        for c in or {
+            if eval(c)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `metadata` with the rendered name, namespace, labels and annotations, the system labels
+    /// and, for namespaced children, the controller owner reference.
+    fn metadata(
+        &self,
+        c: &Common<'_>,
+        default_name: String,
+        namespaced: bool,
+    ) -> Result<Map<String, Value>, Error> {
+        let mut meta = Map::new();
+        meta.insert(
+            "name".into(),
+            Value::String(self.opt("name", c.name)?.unwrap_or(default_name)),
+        );
+        if namespaced {
+            let ns = self
+                .opt("namespace", c.namespace)?
+                .or_else(|| self.ctx.cr_namespace.clone())
+                .unwrap_or_else(|| "default".to_owned());
+            meta.insert("namespace".into(), Value::String(ns));
+        }
+        let mut labels = Map::new();
+        for (k, v) in &c.labels.0 {
+            labels.insert(k.clone(), Value::String(self.text(&format!("labels.{k}"), v)?));
+        }
+        // The system labels win over declared ones: selectors depend on them.
+        labels.insert(MANAGED_LABEL.into(), Value::String("true".into()));
+        labels.insert(OWNER_LABEL.into(), Value::String(self.ctx.cr_name.clone()));
+        meta.insert("labels".into(), Value::Object(labels));
+        if !c.annotations.0.is_empty() {
+            let mut annotations = Map::new();
+            for (k, v) in &c.annotations.0 {
+                annotations.insert(
+                    k.clone(),
+                    Value::String(self.text(&format!("annotations.{k}"), v)?),
+                );
+            }
+            meta.insert("annotations".into(), Value::Object(annotations));
+        }
+        if namespaced {
+            meta.insert(
+                "ownerReferences".into(),
+                Value::Array(vec![self.ctx.owner.clone()]),
+            );
+        }
+        Ok(meta)
+    }
+
+    /// `toNamespaces`: a template that is a bare path to a list expands into one namespace per
+    /// item; other elements give one namespace each; empty results are dropped.
+    fn namespaces(&self, list: &[String]) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        for item in list {
+            if let Some(path) = bare_path(item)
+                && let Some(Value::Array(items)) = lookup(&self.data, path)
+            {
+                out.extend(items.iter().map(go_text));
+                continue;
+            }
+            out.push(self.text("toNamespaces", item)?);
+        }
+        out.retain(|n| !n.is_empty());
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// `{{ .spec.targetNamespaces }}` → `spec.targetNamespaces`.
+fn bare_path(src: &str) -> Option<&str> {
+    let body = src.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let body = body.trim_start_matches('-').trim_end_matches('-').trim();
+    let path = body.strip_prefix('.')?;
+    (!path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '_' || c == '-'))
+    .then_some(path)
+}
+
+fn parse_int(s: &str) -> Option<i64> {
+    s.trim().parse::<i32>().ok().map(i64::from)
+}
+
+impl<'a> Ctx<'a> {
+    fn block(
+        &self,
+        phase: Phase,
+        block: &HookTemplates,
+        cr: &Value,
+        out: &mut Rendered,
+    ) -> Result<(), Error> {
+        let root = self.scope(cr.clone(), phase.as_str().to_owned());
+        if !root.passes(&block.when, &block.or)? {
+            out.notes.push(format!(
+                "{}: block conditions are false; nothing rendered",
+                phase.as_str()
+            ));
+            return Ok(());
+        }
+        let update = phase == Phase::OnReconcile;
+        macro_rules! kind {
+            ($list:literal, $items:expr, $build:expr) => {
+                for (i, item) in $items.iter().enumerate() {
+                    let common = item.common();
+                    for scope in self.expand(cr, &common, &format!("{}.{}[{i}]", phase.as_str(), $list))? {
+                        if !scope.passes(common.when, common.or)? {
+                            out.notes
+                                .push(format!("{}: conditions are false; skipped", scope.at));
+                            continue;
+                        }
+                        #[allow(clippy::redundant_closure_call)]
+                        let objects: Vec<Value> = ($build)(&scope, item)?;
+                        for object in objects {
+                            self.push(
+                                out,
+                                phase,
+                                &scope,
+                                $list,
+                                i,
+                                update || common.reconcile,
+                                object,
+                            );
+                        }
+                    }
+                }
+            };
+        }
+        kind!(
+            "namespaces",
+            block.namespaces,
+            |s: &Scope<'_>, e: &crate::model::hooks::PlainEntry| {
+                let mut meta = s.metadata(&e.common(), self.cr_name.clone(), false)?;
+                meta.remove("namespace");
+                Ok::<_, Error>(vec![
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}),
+                ])
+            }
+        );
+        kind!(
+            "serviceAccounts",
+            block.service_accounts,
+            |s: &Scope<'_>, e: &crate::model::hooks::PlainEntry| {
+                let meta = s.metadata(&e.common(), format!("{}-sa", self.cr_name), true)?;
+                Ok::<_, Error>(vec![
+                    json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}),
+                ])
+            }
+        );
+        kind!(
+            "secrets",
+            block.secrets,
+            |s: &Scope<'_>, e: &crate::model::hooks::SecretEntry| {
+                let meta = s.metadata(&e.common(), format!("{}-secret", self.cr_name), true)?;
+                let mut data = Map::new();
+                if let Some(src) = s.opt("fromSecret", e.from_secret.as_deref())? {
+                    let ns = s
+                        .opt("fromNamespace", e.from_namespace.as_deref())?
+                        .or_else(|| self.cr_namespace.clone());
+                    match self.cluster.get(&ObjectRef {
+                        api_version: "v1".into(),
+                        kind: "Secret".into(),
+                        namespace: ns.clone(),
+                        name: src.clone(),
+                    }) {
+                        Some(found) => {
+                            data = found
+                                .get("data")
+                                .and_then(Value::as_object)
+                                .cloned()
+                                .unwrap_or_default()
+                        }
+                        None => {
+                            return Err(Error::SourceMissing {
+                                at: s.at.clone(),
+                                kind: "Secret",
+                                name: src,
+                                namespace: ns.unwrap_or_default(),
+                            });
+                        }
+                    }
+                }
+                let mut string_data = Map::new();
+                for (k, v) in &e.data {
+                    string_data.insert(
+                        k.clone(),
+                        Value::String(s.text(&format!("data.{k}"), v.as_str())?),
+                    );
+                    data.remove(k);
+                }
+                let mut obj = json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+                "type": s.opt("type", e.secret_type.as_deref())?.unwrap_or_else(|| "Opaque".into())});
+                if !data.is_empty() {
+                    obj["data"] = Value::Object(data);
+                }
+                if !string_data.is_empty() {
+                    obj["stringData"] = Value::Object(string_data);
+                }
+                copies(obj, &s.namespaces(&e.to_namespaces)?)
+            }
+        );
+        kind!(
+            "configMaps",
+            block.config_maps,
+            |s: &Scope<'_>, e: &crate::model::hooks::ConfigMapEntry| {
+                let meta = s.metadata(&e.common(), format!("{}-config", self.cr_name), true)?;
+                let mut data = Map::new();
+                if let Some(src) = s.opt("fromConfigMap", e.from_config_map.as_deref())? {
+                    let ns = s
+                        .opt("fromNamespace", e.from_namespace.as_deref())?
+                        .or_else(|| self.cr_namespace.clone());
+                    match self.cluster.get(&ObjectRef {
+                        api_version: "v1".into(),
+                        kind: "ConfigMap".into(),
+                        namespace: ns.clone(),
+                        name: src.clone(),
+                    }) {
+                        Some(found) => {
+                            data = found
+                                .get("data")
+                                .and_then(Value::as_object)
+                                .cloned()
+                                .unwrap_or_default()
+                        }
+                        None => {
+                            return Err(Error::SourceMissing {
+                                at: s.at.clone(),
+                                kind: "ConfigMap",
+                                name: src,
+                                namespace: ns.unwrap_or_default(),
+                            });
+                        }
+                    }
+                }
+                // Declared keys win over copied ones.
+                for (k, v) in &e.data {
+                    data.insert(
+                        k.clone(),
+                        Value::String(s.text(&format!("data.{k}"), v.as_str())?),
+                    );
+                }
+                let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data});
+                copies(obj, &s.namespaces(&e.to_namespaces)?)
+            }
+        );
+        kind!(
+            "deployments",
+            block.deployments,
+            |s: &Scope<'_>, e: &WorkloadEntry| {
+                workload(s, e, "Deployment", format!("{}-deployment", self.cr_name)).map(|o| vec![o])
+            }
+        );
+        kind!(
+            "replicaSets",
+            block.replica_sets,
+            |s: &Scope<'_>, e: &WorkloadEntry| {
+                workload(s, e, "ReplicaSet", format!("{}-replicaset", self.cr_name)).map(|o| vec![o])
+            }
+        );
+        kind!(
+            "services",
+            block.services,
+            |s: &Scope<'_>, e: &crate::model::hooks::ServiceEntry| {
+                let meta = s.metadata(&e.common(), format!("{}-svc", self.cr_name), true)?;
+                let port = s
+                    .opt("port", e.port.as_ref().map(|t| t.as_str()))?
+                    .as_deref()
+                    .and_then(parse_int)
+                    .unwrap_or(0);
+                let target = s
+                    .opt("targetPort", e.target_port.as_ref().map(|t| t.as_str()))?
+                    .as_deref()
+                    .and_then(parse_int)
+                    .unwrap_or(port);
+                let kind = s.opt("type", e.service_type.as_deref())?.unwrap_or_default();
+                let kind = if matches!(kind.as_str(), "NodePort" | "LoadBalancer") {
+                    kind
+                } else {
+                    "ClusterIP".to_owned()
+                };
+                let mut selector = Map::new();
+                for (k, v) in &e.selector {
+                    selector.insert(k.clone(), Value::String(s.text(&format!("selector.{k}"), v)?));
+                }
+                selector.insert(OWNER_LABEL.into(), Value::String(self.cr_name.clone()));
+                let protocol = s
+                    .opt("protocol", e.protocol.as_deref())?
+                    .unwrap_or_else(|| "TCP".into());
+                let mut spec = json!({"type": kind, "selector": selector,
+                "ports": [{"port": port, "targetPort": target, "protocol": protocol}]});
+                if e.headless == Some(true) {
+                    spec["clusterIP"] = Value::String("None".into());
+                }
+                Ok::<_, Error>(vec![
+                    json!({"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}),
+                ])
+            }
+        );
+        kind!(
+            "jobs",
+            block.jobs,
+            |s: &Scope<'_>, e: &crate::model::hooks::JobEntry| {
+                let meta = s.metadata(&e.common(), format!("{}-job", self.cr_name), true)?;
+                let name = meta["name"].clone();
+                let mut spec = json!({"template": {
+                "metadata": {"labels": meta["labels"]},
+                "spec": {"restartPolicy": "Never", "containers": [container(s, &name, e.image.as_deref(), &e.command, &e.args)?]}}});
+                if let Some(n) = s
+                    .opt("backoffLimit", e.backoff_limit.as_ref().map(|t| t.as_str()))?
+                    .as_deref()
+                    .and_then(parse_int)
+                {
+                    spec["backoffLimit"] = json!(n);
+                }
+                Ok::<_, Error>(vec![
+                    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}),
+                ])
+            }
+        );
+        kind!(
+            "cronJobs",
+            block.cron_jobs,
+            |s: &Scope<'_>, e: &crate::model::hooks::CronJobEntry| {
+                let meta = s.metadata(&e.common(), format!("{}-cronjob", self.cr_name), true)?;
+                let name = meta["name"].clone();
+                let spec = json!({"schedule": s.opt("schedule", e.schedule.as_deref())?.unwrap_or_default(),
+                "jobTemplate": {"spec": {"template": {"metadata": {"labels": meta["labels"]},
+                    "spec": {"restartPolicy": "Never", "containers": [container(s, &name, e.image.as_deref(), &e.command, &e.args)?]}}}}});
+                Ok::<_, Error>(vec![
+                    json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": spec}),
+                ])
+            }
+        );
+        kind!(
+            "custom",
+            block.custom,
+            |s: &Scope<'_>, e: &crate::model::hooks::CustomEntry| {
+                let kind = s.opt("kind", e.kind.as_deref())?.unwrap_or_default();
+                let mut meta = s.metadata(
+                    &e.common(),
+                    format!("{}-{}", self.cr_name, kind.to_lowercase()),
+                    true,
+                )?;
+                if let Some(Value::Object(extra)) =
+                    e.metadata.as_ref().map(|m| s.value("metadata", m)).transpose()?
+                {
+                    for (k, v) in extra {
+                        meta.entry(k).or_insert(v);
+                    }
+                }
+                let mut obj = json!({"apiVersion": s.opt("apiVersion", e.api_version.as_deref())?.unwrap_or_default(),
+                "kind": kind, "metadata": meta});
+                if let Some(spec) = &e.spec {
+                    obj["spec"] = s.value("spec", spec)?;
+                }
+                if let Some(data) = &e.data {
+                    obj["data"] = s.value("data", data)?;
+                }
+                Ok::<_, Error>(vec![obj])
+            }
+        );
+        Ok(())
+    }
+
+    fn scope(&self, data: Value, at: String) -> Scope<'_> {
+        let tdata = template::to_value(&data);
+        Scope {
+            ctx: self,
+            data,
+            tdata,
+            at,
+        }
+    }
+
+    /// One scope per `forEach` item (list: `.item`, `.<as>`, `.index`; map: sorted keys as
+    /// `.item`/`.<as>`, `.value`), or the CR itself.
+    fn expand(&self, cr: &Value, c: &Common<'_>, at: &str) -> Result<Vec<Scope<'_>>, Error> {
+        let Some(ForEach { field, alias }) = c.for_each else {
+            return Ok(vec![self.scope(cr.clone(), at.to_owned())]);
+        };
+        let with = |item: Value, index: usize, value: Option<Value>| {
+            let mut data = cr.clone();
+            if let Some(map) = data.as_object_mut() {
+                map.insert("item".into(), item.clone());
+                map.insert("index".into(), json!(index));
+                if let Some(alias) = alias {
+                    map.insert(alias.clone(), item);
+                }
+                if let Some(value) = value {
+                    map.insert("value".into(), value);
+                }
+            }
+            self.scope(data, format!("{at}[forEach {index}]"))
+        };
+        match lookup(cr, field) {
+            Some(Value::Array(items)) => Ok(items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| with(v.clone(), i, None))
+                .collect()),
+            Some(Value::Object(map)) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                Ok(keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| with(Value::String((*k).clone()), i, Some(map[k.as_str()].clone())))
+                    .collect())
+            }
+            _ => Err(Error::ForEach {
+                at: at.to_owned(),
+                field: field.clone(),
+            }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // the pieces of one child record
+    fn push(
+        &self,
+        out: &mut Rendered,
+        phase: Phase,
+        scope: &Scope<'_>,
+        list: &str,
+        i: usize,
+        updated: bool,
+        object: Value,
+    ) {
+        if let Some(ns) = object.pointer("/metadata/namespace").and_then(Value::as_str)
+            && !self.entry.namespace_allowed(ns)
+        {
+            out.notes.push(format!(
+                "{}: target namespace {ns:?} is not allowed; skipped",
+                scope.at
+            ));
+            return;
+        }
+        let suffix = scope
+            .at
+            .strip_prefix(&format!("{}.{list}[{i}]", phase.as_str()))
+            .unwrap_or("");
+        out.children.push(Child {
+            phase,
+            source: format!("{list}[{i}]{suffix}"),
+            updated,
+            object,
+        });
+    }
+}
+
+/// The object in its own namespace plus one copy per `toNamespaces` entry. Copies in another
+/// namespace carry no owner reference: Kubernetes refuses cross-namespace owners.
+fn copies(obj: Value, namespaces: &[String]) -> Result<Vec<Value>, Error> {
+    let own = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut out = vec![obj.clone()];
+    for ns in namespaces.iter().filter(|n| **n != own) {
+        let mut copy = obj.clone();
+        if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("namespace".into(), Value::String(ns.clone()));
+            meta.remove("ownerReferences");
+        }
+        out.push(copy);
+    }
+    Ok(out)
+}
+
+fn container(
+    s: &Scope<'_>,
+    name: &Value,
+    image: Option<&str>,
+    command: &[String],
+    args: &[String],
+) -> Result<Value, Error> {
+    let mut c = json!({"name": name, "image": s.opt("image", image)?.unwrap_or_default()});
+    let list = |field: &str, items: &[String]| -> Result<Vec<String>, Error> {
+        items.iter().map(|i| s.text(field, i)).collect()
+    };
+    if !command.is_empty() {
+        c["command"] = json!(list("command", command)?);
+    }
+    if !args.is_empty() {
+        c["args"] = json!(list("args", args)?);
+    }
+    Ok(c)
+}
+
+/// Deployment / ReplicaSet: selector `orkestra-owner: <cr>`, pod labels = the object's labels,
+/// one container named after the object.
+fn workload(s: &Scope<'_>, e: &WorkloadEntry, kind: &str, default_name: String) -> Result<Value, Error> {
+    let meta = s.metadata(&e.common(), default_name, true)?;
+    let name = meta["name"].clone();
+    // Orkestra parses replicas as a 32-bit integer; empty or unparsable gives 1.
+    let replicas = s
+        .opt("replicas", e.replicas.as_ref().map(|t| t.as_str()))?
+        .as_deref()
+        .and_then(parse_int)
+        .unwrap_or(1);
+    let mut c = container(s, &name, e.image.as_deref(), &[], &[])?;
+    if let Some(port) = s
+        .opt("port", e.port.as_ref().map(|t| t.as_str()))?
+        .as_deref()
+        .and_then(parse_int)
+        .filter(|p| *p != 0)
+    {
+        let protocol = s
+            .opt("protocol", e.protocol.as_deref())?
+            .unwrap_or_else(|| "TCP".into());
+        c["ports"] = json!([{"containerPort": port, "protocol": protocol}]);
+    }
+    for (key, field, value) in [
+        ("env", "env", &e.env),
+        ("envFrom", "envFrom", &e.env_from),
+        ("resources", "resources", &e.resources),
+        ("volumeMounts", "volumeMounts", &e.volume_mounts),
+        ("securityContext", "securityContext", &e.security_context),
+    ] {
+        if let Some(v) = value {
+            c[key] = s.value(field, v)?;
+        }
+    }
+    if let Some(Value::Object(probes)) = &e.probes {
+        for (k, v) in probes {
+            let key = match k.as_str() {
+                "liveness" => "livenessProbe".to_owned(),
+                "readiness" => "readinessProbe".to_owned(),
+                "startup" => "startupProbe".to_owned(),
+                other => other.to_owned(),
+            };
+            c[key] = s.value(&format!("probes.{k}"), v)?;
+        }
+    }
+    if let Some(dir) = s.opt("workingDirectory", e.working_directory.as_deref())? {
+        c["workingDir"] = Value::String(dir);
+    }
+    let mut pod = json!({"containers": [c]});
+    if let Some(sa) = s.opt("serviceAccountName", e.service_account_name.as_deref())? {
+        pod["serviceAccountName"] = Value::String(sa);
+    }
+    for (key, value) in [
+        ("imagePullSecrets", &e.image_pull_secrets),
+        ("nodeSelector", &e.node_selector),
+        ("volumes", &e.volumes),
+        ("securityContext", &e.pod_security),
+    ] {
+        if let Some(v) = value {
+            pod[key] = s.value(key, v)?;
+        }
+    }
+    let mut spec = json!({
+        "replicas": replicas,
+        "selector": {"matchLabels": {OWNER_LABEL: s.ctx.cr_name}},
+        "template": {"metadata": {"labels": meta["labels"]}, "spec": pod},
+    });
+    if kind == "Deployment"
+        && let Some(ru) = &e.rolling_update
+    {
+        spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": s.value("rollingUpdate", ru)?});
+    }
+    Ok(json!({"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": spec}))
+}
+
+/// The declared status fields (Layers 2 and 3) a successful reconcile would write: entries in
+/// order, the last one whose conditions pass wins a path, every value a string, a failing
+/// template skips its field (with a note). Conditions and templates see the CR as read and
+/// `.children`: each rendered child found in `cluster` under `.children.<kinds>` by name, the
+/// first found in declaration order as `.children.<kind>`, and a placeholder
+/// `{_placeholder: true, status: {}}` for kinds with none.
+pub fn status(
+    entry: &Entry,
+    cr: &Value,
+    rendered: &Rendered,
+    engine: &Engine,
+    cluster: &dyn ClusterView,
+) -> (Map<String, Value>, Vec<String>) {
+    let mut children = Map::new();
+    for child in &rendered.children {
+        let kind = child.object["kind"].as_str().unwrap_or_default().to_lowercase();
+        let name = child.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let found = cluster.get(&ObjectRef {
+            api_version: child.object["apiVersion"].as_str().unwrap_or_default().to_owned(),
+            kind: child.object["kind"].as_str().unwrap_or_default().to_owned(),
+            namespace: child.object["metadata"]["namespace"].as_str().map(str::to_owned),
+            name: name.clone(),
+        });
+        let plural = children.entry(format!("{kind}s")).or_insert_with(|| json!({}));
+        if let (Some(mut found), Some(map)) = (found, plural.as_object_mut()) {
+            if found.get("status").is_none() {
+                found["status"] = json!({});
+            }
+            map.insert(name, found.clone());
+            // The first child found in declaration order is the singular one.
+            if children
+                .get(&kind)
+                .is_none_or(|v| v.get("_placeholder").is_some())
+            {
+                children.insert(kind, found);
+            }
+        } else {
+            children
+                .entry(kind)
+                .or_insert_with(|| json!({"_placeholder": true, "status": {}}));
+        }
+    }
+    let mut data = cr.clone();
+    if let Some(map) = data.as_object_mut() {
+        map.insert("children".into(), Value::Object(children));
+    }
+    let tdata = template::to_value(&data);
+    let mut out = Value::Object(Map::new());
+    let mut notes = Vec::new();
+    for (i, field) in entry.status_fields.iter().enumerate() {
+        let mut eval = |c: &Condition| {
+            c.holds(&data, &mut |src| {
+                engine.render_value(src, &tdata).map_err(|e| e.to_string())
+            })
+        };
+        let when = field.when.iter().map(&mut eval).collect::<Result<Vec<_>, _>>();
+        let or = field.or.iter().map(&mut eval).collect::<Result<Vec<_>, _>>();
+        let passes = match (when, or) {
+            (Ok(w), Ok(o)) => w.iter().all(|b| *b) && (o.is_empty() || o.iter().any(|b| *b)),
+            (Err(e), _) | (_, Err(e)) => {
+                notes.push(format!(
+                    "status.fields[{i}] ({}): condition failed: {e}; skipped",
+                    field.path
+                ));
+                continue;
+            }
+        };
+        if !passes {
+            continue;
+        }
+        match engine.render_value(field.value.as_str(), &tdata) {
+            Ok(v) => {
+                crate::model::condition::set(&mut out, &field.path, Value::String(v));
+            }
+            Err(e) => notes.push(format!("status.fields[{i}] ({}): {e}; skipped", field.path)),
+        }
+    }
+    let Value::Object(map) = out else {
+        return (Map::new(), notes);
+    };
+    (map, notes)
+}
+
+/// The children as YAML documents, each preceded by a comment naming its block and entry.
+///
+/// # Errors
+/// YAML serialisation failures (not expected for JSON values).
+pub fn to_yaml(rendered: &Rendered) -> Result<String, serde_yaml_ng::Error> {
+    let mut out = String::new();
+    for (i, child) in rendered.children.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        let mode = if child.updated {
+            "kept in sync"
+        } else {
+            "created if absent"
+        };
+        out.push_str(&format!("# {} {} ({mode})\n", child.phase.as_str(), child.source));
+        out.push_str(&serde_yaml_ng::to_string(&child.object)?);
+    }
+    Ok(out)
+}
