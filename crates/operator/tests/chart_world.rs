@@ -60,6 +60,9 @@ const ADDITIVE_SPEC: [&str; 3] = [
 ];
 
 /// Drops every validation keyword the chart's schemas do without: integer bounds and formats.
+/// A credential value that must never appear outside its Secret.
+const CREDENTIAL: &str = "chart-world-jwt-7f3a9c";
+
 fn loosen_integers(v: &mut Value) {
     match v {
         Value::Object(map) => {
@@ -418,7 +421,23 @@ async fn the_termination_matrix_runs_under_the_charts_crds_rbac_and_environment(
 
     // Runs that end by themselves, all at once.
     let oom_script = "python3 -c \"import time; s = 'x' * (400 * 1024 * 1024); time.sleep(60)\"";
-    h.create(omjob(&h, "ok", "exit 0", |_| {})).await;
+    // The successful run reads a credential the way OpenMetadata's pods do (a secretKeyRef); it
+    // must reach the pod and appear nowhere the operator writes.
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "om-secret-ok"},
+        "stringData": {"OM_JWT": CREDENTIAL}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.admin.clone(), h.ns())
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    // The script checks the value's length: the value itself would put it in the spec.
+    let check = format!("test \"${{#OM_JWT}}\" -eq {}", CREDENTIAL.len());
+    h.create(omjob(&h, "ok", &check, |o| {
+        o["spec"]["mainPodSpec"]["env"] = json!([{"name": "OM_JWT", "valueFrom": {"secretKeyRef": {"name": "om-secret-ok", "key": "OM_JWT"}}}]);
+    }))
+    .await;
     h.create(omjob(&h, "fail", "exit 3", |_| {})).await;
     h.create(omjob(&h, "oom", oom_script, |o| {
         o["spec"]["mainPodSpec"]["resources"] = json!({"limits": {"memory": "64Mi"}});
@@ -681,5 +700,24 @@ async fn the_termination_matrix_runs_under_the_charts_crds_rbac_and_environment(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = h.omjobs().get("ok").await.unwrap().metadata.resource_version;
     assert_eq!(before, after, "a finished OMJob's status is rewritten\n{context}");
+    // No credential in anything the operator wrote or logged.
+    assert!(
+        !context.contains(CREDENTIAL),
+        "the operator logged the credential"
+    );
+    let written = [
+        serde_json::to_string(&h.omjobs().list(&ListParams::default()).await.unwrap()).unwrap(),
+        serde_json::to_string(&h.pods().list(&ListParams::default()).await.unwrap()).unwrap(),
+        fixture::shared().kubectl(
+            &["get", "events", "-n", h.ns(), "-o", "json"],
+            &std::env::temp_dir(),
+        ),
+    ];
+    for text in written {
+        assert!(
+            !text.contains(CREDENTIAL),
+            "a credential in the namespace's objects"
+        );
+    }
     assert_healthy(&mut op, "at the end").await;
 }
