@@ -1,8 +1,8 @@
-//! Orkestra-compatible Katalogs, offline: the Katalog model, Go templates with Orkestra's notes,
-//! the checks behind `katalog check` and the child rendering behind `katalog render`.
+//! Orkestra-compatible Katalogs: the Katalog model, Go templates with Orkestra's notes, the
+//! checks behind `katalog check`, the child rendering behind `katalog render`, and the
+//! [`runtime`] behind `katalog run`, which reconciles CRs on a cluster (see `docs/katalog.md`).
 //!
-//! Nothing here talks to a cluster; the generic reconciler that will run Katalogs is not built
-//! yet (see `docs/katalog.md`). The data flow: [`load`] reads a file into [`model`] types
+//! Only [`runtime`] talks to a cluster. The offline data flow: [`load`] reads a file into [`model`] types
 //! (reporting [`problem`]s found by [`decode`] and the checks, expanding [`motif`]s), and
 //! [`render`] evaluates an entry's blocks against a CR with the [`template`] engine, whose
 //! [`notes`] read the cluster only through a [`cluster::ClusterView`].
@@ -15,4 +15,5 @@ pub mod motif;
 pub mod notes;
 pub mod problem;
 pub mod render;
+pub mod runtime;
 pub mod template;

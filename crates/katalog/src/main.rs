@@ -1,4 +1,5 @@
-//! `katalog`: check Orkestra Katalogs and render the children a CR would get, without a cluster.
+//! `katalog`: check Orkestra Katalogs, render the children a CR would get without a cluster, and
+//! run a Katalog's reconcilers against one.
 
 use std::{
     path::{Path, PathBuf},
@@ -18,7 +19,7 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 #[derive(Debug, Parser)]
-#[command(name = "katalog", version, about = "Orkestra-compatible Katalogs, offline")]
+#[command(name = "katalog", version, about = "Orkestra-compatible Katalogs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,6 +48,12 @@ enum Command {
         #[arg(long)]
         status: bool,
     },
+    /// Reconcile the Katalog's CRs on the cluster of the current kube context, until Ctrl-C.
+    Run {
+        /// The Katalog file.
+        #[arg(long, env = "KATALOG_PATH")]
+        katalog: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +67,7 @@ fn main() -> ExitCode {
             cluster,
             status,
         } => render_cmd(&file, &cr, entry.as_deref(), cluster.as_deref(), status),
+        Command::Run { katalog } => run_cmd(&katalog),
     };
     match result {
         Ok(code) => code,
@@ -68,6 +76,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_cmd(katalog: &Path) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    rt.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("failed to build a Kubernetes client from the kube config")?;
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        katalog::runtime::run(client, katalog, Arc::default(), shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn check(files: &[PathBuf]) -> ExitCode {

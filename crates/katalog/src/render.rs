@@ -2,7 +2,7 @@
 //! with `when`/`or` and `forEach` applied and the managed labels and owner reference added.
 //!
 //! This is the desired state only: what exists in the cluster (create-if-absent for `onCreate`,
-//! `once` Secrets kept) is the reconciler's business, which is not built yet.
+//! server-side apply for `onReconcile`) is the business of [`crate::runtime`].
 
 use serde_json::{Map, Value, json};
 
@@ -59,6 +59,8 @@ pub enum Error {
 pub enum Phase {
     OnCreate,
     OnReconcile,
+    /// The deletion block: rendered only by [`render_on_delete`], its objects created when missing.
+    OnDelete,
 }
 
 impl Phase {
@@ -67,6 +69,7 @@ impl Phase {
         match self {
             Self::OnCreate => "onCreate",
             Self::OnReconcile => "onReconcile",
+            Self::OnDelete => "onDelete",
         }
     }
 }
@@ -99,6 +102,39 @@ pub fn render(
     cr: &Value,
     engine: &Engine,
     cluster: &dyn ClusterView,
+) -> Result<Rendered, Error> {
+    render_blocks(
+        entry,
+        cr,
+        engine,
+        cluster,
+        &[
+            (Phase::OnCreate, &entry.on_create),
+            (Phase::OnReconcile, &entry.on_reconcile),
+        ],
+    )
+}
+
+/// Renders the `onDelete` block of `cr` for `entry`, as the delete path runs it: the same
+/// mutation, validation and naming as [`render`], one child per object to create.
+///
+/// # Errors
+/// As [`render`].
+pub fn render_on_delete(
+    entry: &Entry,
+    cr: &Value,
+    engine: &Engine,
+    cluster: &dyn ClusterView,
+) -> Result<Rendered, Error> {
+    render_blocks(entry, cr, engine, cluster, &[(Phase::OnDelete, &entry.on_delete)])
+}
+
+fn render_blocks(
+    entry: &Entry,
+    cr: &Value,
+    engine: &Engine,
+    cluster: &dyn ClusterView,
+    blocks: &[(Phase, &HookTemplates)],
 ) -> Result<Rendered, Error> {
     let mut cr = cr.clone();
     let cr_name = cr
@@ -147,11 +183,8 @@ pub fn render(
             "blockOwnerDeletion": true,
         }),
     };
-    for (phase, block) in [
-        (Phase::OnCreate, &entry.on_create),
-        (Phase::OnReconcile, &entry.on_reconcile),
-    ] {
-        ctx.block(phase, block, &cr, &mut out)?;
+    for (phase, block) in blocks {
+        ctx.block(*phase, block, &cr, &mut out)?;
     }
     Ok(out)
 }
