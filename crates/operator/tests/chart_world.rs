@@ -452,16 +452,7 @@ async fn the_termination_matrix_runs_under_the_charts_crds_rbac_and_environment(
     .await;
 
     h.wait_pod_running("podgone-main").await;
-    h.pods()
-        .delete(
-            "podgone-main",
-            &DeleteParams {
-                grace_period_seconds: Some(1),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    h.delete_pod("podgone-main").await;
     h.wait_pod_running("kill-main").await;
     h.omjobs()
         .delete("kill", &DeleteParams::background())

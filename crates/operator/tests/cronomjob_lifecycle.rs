@@ -213,12 +213,7 @@ async fn a_deadline_of_zero_runs_slots_on_time_and_does_not_catch_up_after_an_ou
     let note = ch.wait_event("zero", "MissSchedule").await;
     assert!(note.contains(&third.to_string()), "{note}");
     ch.settle("zero").await;
-    let names: Vec<String> = ch
-        .runs(&cron)
-        .await
-        .iter()
-        .map(|o| name_of(o).to_owned())
-        .collect();
+    let names = ch.run_names(&cron).await;
     assert_eq!(
         names,
         [run_of(first), run_of(second)],
@@ -249,12 +244,7 @@ async fn two_controllers_at_once_run_each_slot_once() {
         ch.wait_runs(&cron, "run of the slot", |r| r.len() >= n).await;
     }
     ch.settle("twice").await;
-    let names: Vec<String> = ch
-        .runs(&cron)
-        .await
-        .iter()
-        .map(|o| name_of(o).to_owned())
-        .collect();
+    let names = ch.run_names(&cron).await;
     let expected: Vec<String> = (0..3)
         .map(|i| names::spawned_omjob_name("twice", slot.as_second() + 60 * i).unwrap())
         .collect();

@@ -131,16 +131,7 @@ async fn a_main_pod_deleted_by_someone_else_still_gets_its_exit_handler() {
     let h = Harness::start("podgone", Settings::default()).await;
     h.create(omjob(&h, "podgone", "sleep 300", |_| {})).await;
     h.wait_pod_running("podgone-main").await;
-    h.pods()
-        .delete(
-            "podgone-main",
-            &DeleteParams {
-                grace_period_seconds: Some(1),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    h.delete_pod("podgone-main").await;
     let st = wait_phase(&h, "podgone", LIMIT).await.status.unwrap();
     assert_eq!(st.reason.as_deref(), Some("PodDeleted"));
     assert_eq!(h.exit_runs("podgone").len(), 1);

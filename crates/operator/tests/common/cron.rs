@@ -174,6 +174,15 @@ impl CronHarness {
 
     /// The OMJobs `cron` controls, oldest slot first. Listed leniently, so that an undecodable
     /// OMJob in the namespace (tests/loose_crds.rs) does not fail the list.
+    /// The names of [`CronHarness::runs`], in the same order.
+    pub async fn run_names(&self, cron: &CronOMJob) -> Vec<String> {
+        self.runs(cron)
+            .await
+            .into_iter()
+            .filter_map(|o| o.metadata.name)
+            .collect()
+    }
+
     pub async fn runs(&self, cron: &CronOMJob) -> Vec<OMJob> {
         let uid = cron.metadata.uid.clone().unwrap();
         let mut list: Vec<OMJob> = Api::<Lenient<OMJob>>::namespaced(self.h.admin.clone(), self.ns())

@@ -11,7 +11,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
     runtime::wait::await_condition,
 };
 use omjob_api::OMJob;
@@ -186,6 +186,15 @@ impl Harness {
         obj["metadata"]["namespace"] = json!(self.ns());
         let o: OMJob = serde_json::from_value(obj).unwrap();
         self.omjobs().create(&PostParams::default(), &o).await.unwrap();
+    }
+
+    /// Deletes pod `name` with a 1 s grace period, as someone other than the operator would.
+    pub async fn delete_pod(&self, name: &str) {
+        let dp = DeleteParams {
+            grace_period_seconds: Some(1),
+            ..Default::default()
+        };
+        self.pods().delete(name, &dp).await.unwrap();
     }
 
     pub async fn wait_pod_running(&self, name: &str) {
