@@ -43,18 +43,7 @@ async fn the_kustomization_renders_every_piece_into_the_operator_namespace() {
             "ServiceAccount/omjob-operator",
         ]
     );
-    for kind in ["Deployment", "ServiceAccount", "Role", "RoleBinding"] {
-        let doc = docs.iter().find(|d| d["kind"] == kind).unwrap();
-        assert_eq!(doc["metadata"]["namespace"], "omjob-system", "{kind}");
-    }
-    for kind in ["ClusterRoleBinding", "RoleBinding"] {
-        let doc = docs.iter().find(|d| d["kind"] == kind).unwrap();
-        assert_eq!(
-            doc["subjects"],
-            json!([{"kind": "ServiceAccount", "name": "omjob-operator", "namespace": "omjob-system"}]),
-            "{kind} must bind the Deployment's service account"
-        );
-    }
+    fixture::assert_bound_in_namespace(&docs, "omjob-system", "omjob-operator");
     let deployment = find(&docs, "Deployment", "omjob-operator");
     assert_eq!(
         deployment["spec"]["template"]["spec"]["serviceAccountName"],

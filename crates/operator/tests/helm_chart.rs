@@ -335,18 +335,7 @@ fn the_default_render_holds_every_object_in_the_release_namespace() {
             "ServiceAccount/rel-omjob-operator",
         ]
     );
-    for kind in ["Deployment", "ServiceAccount", "Role", "RoleBinding"] {
-        let doc = docs.iter().find(|d| d["kind"] == kind).unwrap();
-        assert_eq!(doc["metadata"]["namespace"], "omjob-system", "{kind}");
-    }
-    for kind in ["ClusterRoleBinding", "RoleBinding"] {
-        let doc = docs.iter().find(|d| d["kind"] == kind).unwrap();
-        assert_eq!(
-            doc["subjects"],
-            json!([{"kind": "ServiceAccount", "name": "rel-omjob-operator", "namespace": "omjob-system"}]),
-            "{kind} must bind the Deployment's service account"
-        );
-    }
+    fixture::assert_bound_in_namespace(&docs, "omjob-system", "rel-omjob-operator");
     let deployment = find(&docs, "Deployment", "rel-omjob-operator");
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "rel-omjob-operator");

@@ -314,6 +314,30 @@ pub fn object_names(docs: &[serde_json::Value]) -> Vec<String> {
     names
 }
 
+/// Checks the layout of a rendered operator-style install: its Deployment, ServiceAccount, Role
+/// and RoleBinding are in `namespace`, and its ClusterRoleBinding and RoleBinding bind exactly
+/// `namespace/service_account`, the Deployment's account.
+///
+/// # Panics
+/// When a document of those kinds is missing or laid out otherwise.
+pub fn assert_bound_in_namespace(docs: &[serde_json::Value], namespace: &str, service_account: &str) {
+    let find = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in the rendered documents"))
+    };
+    for kind in ["Deployment", "ServiceAccount", "Role", "RoleBinding"] {
+        assert_eq!(find(kind)["metadata"]["namespace"], namespace, "{kind}");
+    }
+    for kind in ["ClusterRoleBinding", "RoleBinding"] {
+        assert_eq!(
+            find(kind)["subjects"],
+            serde_json::json!([{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}]),
+            "{kind} must bind the Deployment's service account"
+        );
+    }
+}
+
 /// Installs (server-side apply) `crds` and waits until each is Established.
 ///
 /// # Panics
