@@ -238,6 +238,41 @@ struct Scope<'a> {
 }
 
 impl Scope<'_> {
+    /// The `data` of the `kind` named by a `fromSecret`/`fromConfigMap` field (in `fromNamespace`,
+    /// else the CR's namespace), to copy into the rendered child; empty when no source is named.
+    fn copied_data(
+        &self,
+        kind: &'static str,
+        source: Option<String>,
+        from_namespace: Option<&str>,
+    ) -> Result<Map<String, Value>, Error> {
+        let Some(name) = source else {
+            return Ok(Map::new());
+        };
+        let namespace = self
+            .opt("fromNamespace", from_namespace)?
+            .or_else(|| self.ctx.cr_namespace.clone());
+        let found = self.ctx.cluster.get(&ObjectRef {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+        });
+        match found {
+            Some(found) => Ok(found
+                .get("data")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()),
+            None => Err(Error::SourceMissing {
+                at: self.at.clone(),
+                kind,
+                name,
+                namespace: namespace.unwrap_or_default(),
+            }),
+        }
+    }
+
     fn text(&self, field: &str, src: &str) -> Result<String, Error> {
         self.ctx
             .engine
@@ -455,34 +490,11 @@ impl<'a> Ctx<'a> {
             block.secrets,
             |s: &Scope<'_>, e: &crate::model::hooks::SecretEntry| {
                 let meta = s.metadata(&e.common(), format!("{}-secret", self.cr_name), true)?;
-                let mut data = Map::new();
-                if let Some(src) = s.opt("fromSecret", e.from_secret.as_deref())? {
-                    let ns = s
-                        .opt("fromNamespace", e.from_namespace.as_deref())?
-                        .or_else(|| self.cr_namespace.clone());
-                    match self.cluster.get(&ObjectRef {
-                        api_version: "v1".into(),
-                        kind: "Secret".into(),
-                        namespace: ns.clone(),
-                        name: src.clone(),
-                    }) {
-                        Some(found) => {
-                            data = found
-                                .get("data")
-                                .and_then(Value::as_object)
-                                .cloned()
-                                .unwrap_or_default()
-                        }
-                        None => {
-                            return Err(Error::SourceMissing {
-                                at: s.at.clone(),
-                                kind: "Secret",
-                                name: src,
-                                namespace: ns.unwrap_or_default(),
-                            });
-                        }
-                    }
-                }
+                let mut data = s.copied_data(
+                    "Secret",
+                    s.opt("fromSecret", e.from_secret.as_deref())?,
+                    e.from_namespace.as_deref(),
+                )?;
                 let mut string_data = Map::new();
                 for (k, v) in &e.data {
                     string_data.insert(
@@ -507,34 +519,11 @@ impl<'a> Ctx<'a> {
             block.config_maps,
             |s: &Scope<'_>, e: &crate::model::hooks::ConfigMapEntry| {
                 let meta = s.metadata(&e.common(), format!("{}-config", self.cr_name), true)?;
-                let mut data = Map::new();
-                if let Some(src) = s.opt("fromConfigMap", e.from_config_map.as_deref())? {
-                    let ns = s
-                        .opt("fromNamespace", e.from_namespace.as_deref())?
-                        .or_else(|| self.cr_namespace.clone());
-                    match self.cluster.get(&ObjectRef {
-                        api_version: "v1".into(),
-                        kind: "ConfigMap".into(),
-                        namespace: ns.clone(),
-                        name: src.clone(),
-                    }) {
-                        Some(found) => {
-                            data = found
-                                .get("data")
-                                .and_then(Value::as_object)
-                                .cloned()
-                                .unwrap_or_default()
-                        }
-                        None => {
-                            return Err(Error::SourceMissing {
-                                at: s.at.clone(),
-                                kind: "ConfigMap",
-                                name: src,
-                                namespace: ns.unwrap_or_default(),
-                            });
-                        }
-                    }
-                }
+                let mut data = s.copied_data(
+                    "ConfigMap",
+                    s.opt("fromConfigMap", e.from_config_map.as_deref())?,
+                    e.from_namespace.as_deref(),
+                )?;
                 // Declared keys win over copied ones.
                 for (k, v) in &e.data {
                     data.insert(
