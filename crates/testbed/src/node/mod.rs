@@ -208,15 +208,19 @@ pub async fn evict(client: &Client, namespace: &str, pod: &str, message: &str) -
         .map(|_| ())
 }
 
-fn node_status(port: u16) -> serde_json::Value {
-    let now = status::now();
-    // The kubelet reports its own version; the simulated one claims the control plane's, which is
-    // what a conformant node of this cluster would run.
-    let version = format!(
+/// The kubelet reports its own version; the simulated one claims the control plane's, which is
+/// what a conformant node of this cluster would run. Read once: every heartbeat reports it.
+static KUBELET_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "v{}",
         crate::controlplane::install::kubernetes_version()
             .unwrap_or_else(|_| crate::controlplane::install::KUBERNETES_VERSION.to_owned())
-    );
+    )
+});
+
+fn node_status(port: u16) -> serde_json::Value {
+    let now = status::now();
+    let version = KUBELET_VERSION.as_str();
     let cond = |t: &str, s: &str, reason: &str| json!({"type": t, "status": s, "reason": reason, "lastHeartbeatTime": now, "lastTransitionTime": now});
     let capacity = json!({"cpu": "64", "memory": "256Gi", "pods": "10000", "ephemeral-storage": "1Ti"});
     json!({"status": {
