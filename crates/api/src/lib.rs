@@ -16,6 +16,7 @@
 //! | [`env`] | env-var names and placeholders of the OpenMetadata contract |
 //! | [`crds`] | the CustomResourceDefinitions rendered as YAML |
 //! | [`annotations`] | annotation keys, and the additive spec fields they stand in for |
+//! | [`grammar`] | DNS-label and quantity grammars, checked alike by every crate |
 //!
 //! Fields that OpenMetadata's Java operator does not know are marked *additive* in their docs.
 //! They are all optional, and leaving them out gives the Java operator's behaviour.
@@ -27,6 +28,7 @@ pub mod annotations;
 pub mod crds;
 pub mod cronomjob;
 pub mod env;
+pub mod grammar;
 pub mod labels;
 pub mod names;
 pub mod omjob;

@@ -10,6 +10,7 @@
 use std::{collections::BTreeMap, fmt, net::SocketAddr, path::Path};
 
 use k8s_openapi::api::core::v1::Toleration;
+use omjob_api::grammar::{is_dns_label, is_quantity};
 use serde_json::{Map, Value};
 
 /// Which resources runs are made of.
@@ -400,7 +401,7 @@ impl Config {
     }
 
     fn validate(&self, errors: &mut Vec<String>) {
-        if !crate::pipeline::is_dns_label(&self.namespace) {
+        if !is_dns_label(&self.namespace) {
             errors.push(format!(
                 "namespace: '{}' must match ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
                 self.namespace
@@ -609,31 +610,6 @@ impl Parser<'_> {
     }
 }
 
-/// Whether `s` is a Kubernetes quantity such as `500m`, `1Gi`, `2`, `1e3`.
-#[must_use]
-pub fn is_quantity(s: &str) -> bool {
-    let s = s.trim();
-    let number_end = s
-        .char_indices()
-        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || (*i == 0 && matches!(c, '+' | '-'))))
-        .map_or(s.len(), |(i, _)| i);
-    let (number, suffix) = s.split_at(number_end);
-    let digits = number.trim_start_matches(['+', '-']);
-    if digits.is_empty() || digits == "." || digits.matches('.').count() > 1 {
-        return false;
-    }
-    matches!(
-        suffix,
-        "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
-    ) || (suffix.len() > 1
-        && matches!(&suffix[..1], "e" | "E")
-        && suffix[1..]
-            .trim_start_matches(['+', '-'])
-            .chars()
-            .all(|c| c.is_ascii_digit())
-        && !suffix[1..].trim_start_matches(['+', '-']).is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -713,15 +689,5 @@ mod tests {
         assert!(c.api_tokens[0].matches("s3cret"));
         assert!(!c.api_tokens[0].matches("s3cre"));
         assert!(!format!("{c:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn quantities() {
-        for ok in ["500m", "1Gi", "2", "0.5", "1e3", "128974848"] {
-            assert!(is_quantity(ok), "{ok}");
-        }
-        for bad in ["", "lots", "1GB", "1.2.3", "Gi"] {
-            assert!(!is_quantity(bad), "{bad}");
-        }
     }
 }

@@ -16,6 +16,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
+use omjob_api::grammar::{DNS_LABEL_MAX, DNS_LABEL_PATTERN, is_dns_label};
 use serde::{Deserialize, Serialize};
 use utoipa::{
     Modify, OpenApi,
@@ -117,7 +118,7 @@ impl IntoResponse for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 fn check_name(name: &str) -> ApiResult<()> {
-    if pipeline::is_dns_label(name) {
+    if is_dns_label(name) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -146,8 +147,8 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
 #[utoipa::path(put, path = "/api/v1/pipelines/{name}", tag = "pipelines",
     params(("name" = String, Path, description = "Pipeline name (a DNS label)")),
     request_body(content = PipelineDefinition, description = "JSON, or YAML with Content-Type application/yaml"),
-    responses((status = 200, body = Deployed), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-              (status = 502, body = ErrorBody)),
+    responses((status = 200, body = Deployed), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn deploy(
     State(s): State<AppState>,
@@ -244,7 +245,7 @@ async fn logs(
 
 /// Stop the pipeline's active runs and their pods.
 #[utoipa::path(post, path = "/api/v1/pipelines/{name}/kill", tag = "runs",
-    params(("name" = String, Path)), responses((status = 200, body = Outcome)), security(("bearer" = [])))]
+    params(("name" = String, Path)), responses((status = 200, body = Outcome), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn kill(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Outcome>> {
     check_name(&name)?;
     Ok(Json(s.client.kill(&name).await?))
@@ -252,7 +253,7 @@ async fn kill(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<
 
 /// Resume the schedule.
 #[utoipa::path(post, path = "/api/v1/pipelines/{name}/enable", tag = "pipelines",
-    params(("name" = String, Path)), responses((status = 200, body = Outcome)), security(("bearer" = [])))]
+    params(("name" = String, Path)), responses((status = 200, body = Outcome), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn enable(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Outcome>> {
     check_name(&name)?;
     Ok(Json(s.client.set_enabled(&name, true).await?))
@@ -260,7 +261,7 @@ async fn enable(State(s): State<AppState>, Path(name): Path<String>) -> ApiResul
 
 /// Suspend the schedule.
 #[utoipa::path(post, path = "/api/v1/pipelines/{name}/disable", tag = "pipelines",
-    params(("name" = String, Path)), responses((status = 200, body = Outcome)), security(("bearer" = [])))]
+    params(("name" = String, Path)), responses((status = 200, body = Outcome), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn disable(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Outcome>> {
     check_name(&name)?;
     Ok(Json(s.client.set_enabled(&name, false).await?))
@@ -344,7 +345,7 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
     paths(deploy, get_pipeline, delete_pipeline, start_run, list_runs, get_run, logs, kill, enable, disable, status),
     components(schemas(PipelineDefinition, PipelineType, Overrides, Deployed, RunStarted, Run, RunState, Diagnostics,
                        Outcome, ServiceStatus, ErrorBody, FieldError)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonAnswers)
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -358,6 +359,71 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// What every operation may answer besides its own results, added to each so that the document
+/// lists every status a client can see: 401 on every secured route (the auth layer answers it
+/// before any handler runs), 400 where the `{name}` path segment is not a DNS label, and 500/502
+/// where a Kubernetes call can fail. The `{name}` parameter is given its DNS-label grammar, so
+/// that a generated client (or a fuzzer) knows which names are valid.
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ContentBuilder, Ref, ResponseBuilder,
+            schema::{ObjectBuilder, Type},
+        };
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        let name_schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(DNS_LABEL_MAX))
+            .pattern(Some(DNS_LABEL_PATTERN))
+            .build();
+        for (path, item) in &mut openapi.paths.paths {
+            let ops = [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                let answers = &mut op.responses.responses;
+                if op.security.is_some() {
+                    answers
+                        .entry("401".into())
+                        .or_insert_with(|| error("Missing or invalid bearer token").into());
+                }
+                if path.contains("{name}") {
+                    answers.entry("400".into()).or_insert_with(|| {
+                        error("Invalid input, naming the field (`name`: not a DNS label)").into()
+                    });
+                    answers.entry("500".into()).or_insert_with(|| {
+                        error("The service failed part way (what was done is named)").into()
+                    });
+                    answers.entry("502".into()).or_insert_with(|| {
+                        error("The Kubernetes API server failed or refused the call").into()
+                    });
+                }
+                for param in op.parameters.iter_mut().flatten() {
+                    if param.name == "name" {
+                        param.schema = Some(name_schema.clone().into());
+                    }
+                }
+            }
+        }
     }
 }
 

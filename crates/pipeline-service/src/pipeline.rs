@@ -9,11 +9,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Toleration;
+use omjob_api::grammar::{is_dns_label, is_quantity};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    config::{Resources, is_quantity},
+    config::Resources,
     error::{Error, FieldError, Result},
     render,
 };
@@ -97,17 +98,18 @@ pub struct Overrides {
     pub image: Option<String>,
     /// Command of the ingestion container instead of `ingestionCommand`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1)]
     pub command: Option<Vec<String>>,
     /// Resources of the ingestion container instead of the configured ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub resources: Option<Resources>,
     /// Node selector entries added to (and overriding) the configured ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,
     /// Tolerations added to the configured ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tolerations: Option<Vec<Toleration>>,
 }
 
@@ -135,13 +137,16 @@ pub struct PipelineDefinition {
     pub enabled: bool,
     /// The workflow config: a mapping, as YAML text or an object. Required. A `${NAME}` in one
     /// of its string values stands for credential `NAME` (`$${` for a literal `${`).
-    #[serde(default)]
-    #[schema(value_type = Object)]
+    /// Write-only: the stored definition keeps it only in the pipeline's Secret, so `GET`
+    /// leaves it out.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    #[schema(schema_with = workflow_config_schema, required = true)]
     pub workflow_config: Value,
     /// Credentials: name → value. Substituted for their `${NAME}` references in the config pods
     /// read, and passed to pods as env vars; both only through the pipeline's Secrets. Never
     /// returned.
     #[serde(default, skip_serializing)]
+    #[schema(write_only)]
     pub credentials: BTreeMap<String, String>,
     /// Names of the credentials (filled in by the service; what is stored and returned).
     #[serde(default)]
@@ -149,6 +154,19 @@ pub struct PipelineDefinition {
     /// Overrides of the service configuration.
     #[serde(default)]
     pub overrides: Overrides,
+}
+
+/// `workflowConfig` in the OpenAPI document: a non-empty mapping, sent but never returned.
+fn workflow_config_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Object)
+        .min_properties(Some(1))
+        .write_only(Some(true))
+        .description(Some(
+            "The workflow config: a non-empty mapping (an object, or YAML text with the YAML \
+             content type). Stored only in the pipeline's Secret, so never returned.",
+        ))
+        .build()
 }
 
 fn yes() -> bool {
@@ -184,17 +202,6 @@ const RESERVED_ENV: &[&str] = &[
     omjob_api::env::PIPELINE_STATUS,
 ];
 
-/// Whether `s` is a DNS-1123 label: `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 63 characters.
-#[must_use]
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 /// Whether `s` is a C identifier usable as an environment variable name.
 #[must_use]
 pub fn is_env_name(s: &str) -> bool {
@@ -223,6 +230,30 @@ pub fn parse_definition(body: &[u8], content_type: Option<&str>) -> Result<Pipel
 /// # Errors
 /// [`Error::Invalid`] naming the field.
 pub fn from_value(value: Value) -> Result<PipelineDefinition> {
+    // serde's derived structs also accept a JSON array of their fields in order, so
+    // `"overrides": [null, null]` would pass as empty overrides; the API says these are mappings.
+    // (`resources` is optional, so null stands for "left out" there.)
+    for (field, v, null_ok) in [
+        ("body", Some(&value), false),
+        ("overrides", value.get("overrides"), false),
+        (
+            "overrides.resources",
+            value.get("overrides").and_then(|o| o.get("resources")),
+            true,
+        ),
+    ] {
+        if let Some(v) = v.filter(|v| !(v.is_object() || (null_ok && v.is_null()))) {
+            let found = match v {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                Value::Null => "null",
+                Value::Object(_) => "a mapping",
+            };
+            return Err(Error::invalid(field, format!("must be a mapping, not {found}")));
+        }
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -575,6 +606,22 @@ mod tests {
         assert_eq!(fields(d.validate(None, true).unwrap_err()), ["workflowConfig"]);
         let e = from_value(json!({"name": "a"})).unwrap_err();
         assert_eq!(fields(e), ["pipelineType"]);
+    }
+
+    #[test]
+    fn a_definition_and_its_overrides_must_be_mappings_not_arrays() {
+        let e = from_value(json!([null, "metadata"])).unwrap_err();
+        assert_eq!(fields(e), ["body"]);
+        let e = from_value(json!({"name": "a", "pipelineType": "metadata", "overrides": [null, null]}))
+            .unwrap_err();
+        assert_eq!(fields(e), ["overrides"]);
+        let e = from_value(json!({"name": "a", "pipelineType": "metadata", "overrides": {"resources": []}}))
+            .unwrap_err();
+        assert_eq!(fields(e), ["overrides.resources"]);
+        let e = from_value(json!({"name": "a", "pipelineType": "metadata", "overrides": null})).unwrap_err();
+        assert_eq!(fields(e), ["overrides"]);
+        from_value(json!({"name": "a", "pipelineType": "metadata", "overrides": {"resources": null}}))
+            .unwrap();
     }
 
     #[test]

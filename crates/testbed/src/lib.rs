@@ -6,11 +6,13 @@
 //! - [`node`]: the simulated kubelet.
 //! - [`Testbed`]: both together, as the CLI and the fixtures use them.
 //! - [`fixture`]: one shared testbed per test binary and a fresh namespace per test.
+//! - [`tools`]: test tools from package registries (Schemathesis), installed once into the cache.
 
 pub mod controlplane;
 pub mod fixture;
 pub mod node;
 pub mod process;
 mod testbed;
+pub mod tools;
 
 pub use testbed::{Testbed, TestbedError, TestbedOptions};
