@@ -1,7 +1,9 @@
 //! The demo: a testbed comes up; a batch Job runs on the simulated node (status and logs through
 //! the API server); then the operator binary starts, three OMJobs that succeed, fail and get
 //! OOM-killed run, and each one's timeline is printed: phases, reason, and what its exit handler
-//! was told. Everything goes down at the end.
+//! was told. Then the Katalog runtime starts with the example data-platform Katalog, one DataJob
+//! gets its ConfigMap and ReplicaSet, and the runtime's health and the panel URLs are printed.
+//! Everything goes down at the end; with `--keep`, only after Ctrl-C.
 
 use std::{
     collections::BTreeMap,
@@ -12,7 +14,7 @@ use std::{
 
 use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::ConfigMap};
 use kube::{
     Api,
     api::PostParams,
@@ -23,16 +25,24 @@ use omjob_testbed::{Testbed, TestbedOptions};
 use serde_json::json;
 
 use crate::{
-    bench::operator_process::{OperatorOptions, OperatorProcess, Started},
+    bench::{
+        katalog_process::{KatalogOptions, KatalogProcess},
+        operator_process::{OperatorOptions, OperatorProcess, Started},
+    },
     step, workspace_root,
 };
 
 /// The OMJobs in `examples/demo-omjobs.yaml`.
 const DEMO_OMJOBS: [&str; 3] = ["demo-succeeds", "demo-fails", "demo-oom"];
 
-pub fn run() -> anyhow::Result<()> {
+/// The namespace and name of `examples/katalog/datajob-sample.yaml`.
+const SAMPLE_NAMESPACE: &str = "demo-05";
+const SAMPLE_DATAJOB: &str = "backfill-job";
+
+/// Runs the demo; with `keep`, leaves everything running until Ctrl-C.
+pub fn run(keep: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(demo())
+    rt.block_on(demo(keep))
 }
 
 /// Runs the testbed's kubectl; returns stdout and stderr together, or fails with them.
@@ -50,7 +60,7 @@ fn kubectl(testbed: &Testbed, args: &[&str]) -> anyhow::Result<String> {
     Ok(text)
 }
 
-async fn demo() -> anyhow::Result<()> {
+async fn demo(keep: bool) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("omjob-demo-").tempdir()?;
     step(
         "Starting a testbed: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and one simulated node",
@@ -66,9 +76,32 @@ async fn demo() -> anyhow::Result<()> {
     eprint!("{}", kubectl(&testbed, &["get", "nodes", "-o", "wide"])?);
 
     batch_job(&testbed).await?;
-    omjobs(&testbed, dir.path()).await?;
+    let operator = omjobs(&testbed, dir.path()).await?;
+    let runtime = datajobs(&testbed, dir.path()).await?;
+
+    step("Open in a browser");
+    let runtime_url = format!("http://127.0.0.1:{}", runtime.port());
+    eprintln!("    Katalog runtime API:       {runtime_url}/katalog");
+    eprintln!("    data-job health:           {runtime_url}/katalog/data-job/health");
+    eprintln!("    Katalog control panel:     {runtime_url}/ui/");
+    eprintln!(
+        "    OMJob control panel:       http://127.0.0.1:{}/ui/",
+        operator.port()
+    );
+    eprintln!(
+        "    kubectl:                   {} --kubeconfig={} get datajobs,omjobs -A",
+        testbed.control_plane().binaries().kubectl.display(),
+        testbed.control_plane().kubeconfig().display()
+    );
+    if keep {
+        step("--keep: the testbed, the operator and the runtime keep running; press Ctrl-C to tear down");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        eprintln!();
+    }
 
     step("Tearing down");
+    drop(runtime);
+    drop(operator);
     drop(testbed);
     eprintln!("    done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
@@ -117,7 +150,8 @@ struct Change {
     message: Option<String>,
 }
 
-async fn omjobs(testbed: &Testbed, dir: &Path) -> anyhow::Result<()> {
+/// Runs the OMJob part; returns the operator, still running, for the panel URLs.
+async fn omjobs(testbed: &Testbed, dir: &Path) -> anyhow::Result<OperatorProcess> {
     step("Installing the CRDs (kubectl apply -f deploy/crds/omjob-crds.yaml)");
     eprint!(
         "{}",
@@ -222,6 +256,139 @@ async fn omjobs(testbed: &Testbed, dir: &Path) -> anyhow::Result<()> {
             ],
         )?
     );
-    drop(operator);
-    Ok(())
+    Ok(operator)
+}
+
+/// Installs the DataJob CRD, starts `katalog run` with the data-platform Katalog, creates the
+/// sample DataJob and shows what it got; returns the runtime, still running.
+async fn datajobs(testbed: &Testbed, dir: &Path) -> anyhow::Result<KatalogProcess> {
+    step("Installing the DataJob CRD (kubectl apply -f examples/katalog/datajob-crd.yaml)");
+    eprint!(
+        "{}",
+        kubectl(testbed, &["apply", "-f", "examples/katalog/datajob-crd.yaml"])?
+    );
+    kubectl(
+        testbed,
+        &[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "crd/datajobs.data.demo.orkestra.io",
+        ],
+    )?;
+
+    step(
+        "Building and starting the Katalog runtime (katalog run --katalog examples/katalog/data-platform.yaml)",
+    );
+    let log = dir.join("katalog.log");
+    let opts = KatalogOptions {
+        katalog: workspace_root()?.join("examples/katalog/data-platform.yaml"),
+        env: Vec::new(),
+        log_level: "info".to_owned(),
+        log_file: log.clone(),
+        release: false,
+    };
+    let runtime = KatalogProcess::start(testbed, &opts).await?;
+    eprintln!(
+        "    ready; /ready, /metrics and /katalog on port {}; its log: {}",
+        runtime.port(),
+        log.display()
+    );
+
+    step(&format!(
+        "Creating namespace {SAMPLE_NAMESPACE} and applying examples/katalog/datajob-sample.yaml"
+    ));
+    eprint!(
+        "{}",
+        kubectl(testbed, &["create", "namespace", SAMPLE_NAMESPACE])?
+    );
+    eprint!(
+        "{}",
+        kubectl(testbed, &["apply", "-f", "examples/katalog/datajob-sample.yaml"])?
+    );
+    let client = testbed.control_plane().client().await?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), SAMPLE_NAMESPACE);
+    let replicasets: Api<ReplicaSet> = Api::namespaced(client, SAMPLE_NAMESPACE);
+    let configmap = format!("{SAMPLE_DATAJOB}-job");
+    let replicaset = format!("{SAMPLE_DATAJOB}-worker");
+    let start = Instant::now();
+    loop {
+        let cm = configmaps
+            .get_opt(&configmap)
+            .await
+            .with_context(|| format!("reading ConfigMap {configmap}"))?;
+        let rs = replicasets
+            .get_opt(&replicaset)
+            .await
+            .with_context(|| format!("reading ReplicaSet {replicaset}"))?;
+        if cm.is_some() && rs.is_some() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!(
+                "the DataJob's ConfigMap {configmap} and ReplicaSet {replicaset} did not both appear within 60 s; see {}",
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "    ConfigMap {configmap} and ReplicaSet {replicaset} exist after {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    // Let the pass that created them write the DataJob's status before it is printed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    step(&format!(
+        "What the DataJob got (kubectl -n {SAMPLE_NAMESPACE} get datajobs,configmaps,replicasets -l orkestra.orkspace.io/managed=true)"
+    ));
+    eprint!(
+        "{}",
+        kubectl(
+            testbed,
+            &[
+                "-n",
+                SAMPLE_NAMESPACE,
+                "get",
+                "datajobs,configmaps,replicasets",
+                "-l",
+                "orkestra.orkspace.io/managed=true",
+                "-o",
+                "wide",
+            ],
+        )?
+    );
+    step(&format!(
+        "kubectl -n {SAMPLE_NAMESPACE} get configmap {configmap} -o yaml"
+    ));
+    eprint!(
+        "{}",
+        kubectl(
+            testbed,
+            &[
+                "-n",
+                SAMPLE_NAMESPACE,
+                "get",
+                "configmap",
+                &configmap,
+                "-o",
+                "yaml"
+            ],
+        )?
+    );
+
+    step("The runtime's health of data-job (GET /katalog/data-job/health)");
+    match runtime.get("/katalog/data-job/health").await {
+        Ok((code, body)) => {
+            let pretty = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or(body);
+            eprintln!("    HTTP {code}");
+            for line in pretty.lines() {
+                eprintln!("    {line}");
+            }
+        }
+        Err(e) => eprintln!("    not answered: {e:#}"),
+    }
+    Ok(runtime)
 }

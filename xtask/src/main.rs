@@ -20,7 +20,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Task {
     /// Build the control plane if needed, start a testbed, run the demo, tear it down.
-    Demo,
+    Demo {
+        /// Leave the testbed, operator and Katalog runtime running until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
+    },
     /// The whole test suite: formatting, lints, CRD drift, unit and testbed integration tests.
     Test,
     /// Regenerate deploy/crds/omjob-crds.yaml from the Rust types.
@@ -36,9 +40,10 @@ enum Task {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Task::Demo => {
+        Task::Demo { keep } => {
             install()?;
-            demo::run()
+            install_browser()?;
+            demo::run(keep)
         }
         Task::Test => test(),
         Task::Crdgen => crdgen(),
@@ -78,8 +83,75 @@ fn install() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Debian's Chromium and its WebDriver, which the control panel's browser tests drive.
+const BROWSER_BINARIES: [&str; 2] = ["/usr/bin/chromium", "/usr/bin/chromedriver"];
+
+/// Installs Debian's `chromium` and `chromium-driver` when either binary is missing, through
+/// apt-get (with sudo when not root), so a fresh machine can run the browser tests.
+fn install_browser() -> anyhow::Result<()> {
+    let missing: Vec<&str> = BROWSER_BINARIES
+        .into_iter()
+        .filter(|p| !std::path::Path::new(p).exists())
+        .collect();
+    if missing.is_empty() {
+        step("Browser: chromium and chromedriver are installed");
+        return Ok(());
+    }
+    step(&format!(
+        "Browser: {} missing; installing Debian's chromium and chromium-driver with apt-get",
+        missing.join(" and ")
+    ));
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        eprintln!("{}apt-get {}", if root { "" } else { "sudo " }, args.join(" "));
+        cmd
+    };
+    run(apt(&["update"]), "apt-get update")?;
+    run(
+        apt(&[
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "chromium",
+            "chromium-driver",
+        ]),
+        "apt-get install chromium chromium-driver",
+    )?;
+    for path in BROWSER_BINARIES {
+        if !std::path::Path::new(path).exists() {
+            bail!("{path} is still missing after installing chromium and chromium-driver");
+        }
+    }
+    Ok(())
+}
+
+/// Schemathesis, which the pipeline service's OpenAPI conformance test runs; installed here so
+/// that the minute it takes on a fresh machine is announced rather than spent inside a test.
+fn install_schemathesis() -> anyhow::Result<()> {
+    step(&format!(
+        "Schemathesis {} (PyPI, cached in the testbed cache): checking",
+        omjob_testbed::tools::SCHEMATHESIS_VERSION
+    ));
+    let exe = omjob_testbed::tools::schemathesis()?;
+    eprintln!("    {}", exe.display());
+    Ok(())
+}
+
 fn test() -> anyhow::Result<()> {
     install()?;
+    install_browser()?;
+    install_schemathesis()?;
     step("Formatting (cargo fmt --check)");
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);

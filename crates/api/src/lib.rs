@@ -17,6 +17,7 @@
 //! | [`crds`] | the CustomResourceDefinitions rendered as YAML |
 //! | [`annotations`] | annotation keys, and the additive spec fields they stand in for |
 //! | [`grammar`] | DNS-label and quantity grammars, checked alike by every crate |
+//! | [`api_request`] | the verb and resource of a request to the API server, for request counters |
 //!
 //! Fields that OpenMetadata's Java operator does not know are marked *additive* in their docs.
 //! They are all optional, and leaving them out gives the Java operator's behaviour.
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod annotations;
+pub mod api_request;
 pub mod crds;
 pub mod cronomjob;
 pub mod env;

@@ -5,7 +5,8 @@
 //! Only [`runtime`] talks to a cluster. The offline data flow: [`load`] reads a file into [`model`] types
 //! (reporting [`problem`]s found by [`decode`] and the checks, expanding [`motif`]s), and
 //! [`render`] evaluates an entry's blocks against a CR with the [`template`] engine, whose
-//! [`notes`] read the cluster only through a [`cluster::ClusterView`].
+//! [`notes`] read the cluster only through a [`cluster::ClusterView`]. [`ui`] is the runtime's
+//! control panel: HTML pages over the runtime's read-only state (see `docs/panel.md`).
 
 pub mod cluster;
 pub mod decode;
@@ -17,3 +18,4 @@ pub mod problem;
 pub mod render;
 pub mod runtime;
 pub mod template;
+pub mod ui;

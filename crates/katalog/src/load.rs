@@ -98,18 +98,14 @@ impl Entry {
     }
 
     /// Whether a CR in `namespace` is reconciled at all (`allowedNamespaces`,
-    /// `restrictedNamespaces` with `*` prefixes).
+    /// `restrictedNamespaces`, either with `team-*` prefix patterns).
     pub fn namespace_allowed(&self, namespace: &str) -> bool {
-        let allowed =
-            self.allowed_namespaces.is_empty() || self.allowed_namespaces.iter().any(|n| n == namespace);
-        let restricted = self
-            .restricted_namespaces
-            .iter()
-            .any(|r| match r.strip_suffix('*') {
-                Some(prefix) => namespace.starts_with(prefix),
-                None => r == namespace,
-            });
-        allowed && !restricted
+        let matches = |pattern: &String| match pattern.strip_suffix('*') {
+            Some(prefix) => namespace.starts_with(prefix),
+            None => pattern == namespace,
+        };
+        let allowed = self.allowed_namespaces.is_empty() || self.allowed_namespaces.iter().any(matches);
+        allowed && !self.restricted_namespaces.iter().any(matches)
     }
 }
 

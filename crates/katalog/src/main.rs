@@ -48,11 +48,17 @@ enum Command {
         #[arg(long)]
         status: bool,
     },
-    /// Reconcile the Katalog's CRs on the cluster of the current kube context, until Ctrl-C.
+    /// Reconcile the Katalogs' CRs on the cluster of the current kube context, until Ctrl-C or
+    /// SIGTERM. Configured by Orkestra's environment (ORK_PORT, DEFAULT_WORKERS, DEFAULT_RESYNC,
+    /// MAX_QUEUE_DEPTH, FAILURE_THRESHOLD, ORKESTRA_NAMESPACE, LEADER_ELECTION, LEASE_DURATION,
+    /// RENEW_DEADLINE, RETRY_PERIOD); see docs/katalog.md.
     Run {
-        /// The Katalog file.
-        #[arg(long, env = "KATALOG_PATH")]
-        katalog: PathBuf,
+        /// A Katalog file; repeat for several. Without it, KATALOG_PATH (comma-separated).
+        #[arg(long)]
+        katalog: Vec<PathBuf>,
+        /// The HTTP API port, over ORK_PORT.
+        #[arg(long)]
+        port: Option<u16>,
     },
 }
 
@@ -67,7 +73,7 @@ fn main() -> ExitCode {
             cluster,
             status,
         } => render_cmd(&file, &cr, entry.as_deref(), cluster.as_deref(), status),
-        Command::Run { katalog } => run_cmd(&katalog),
+        Command::Run { katalog, port } => run_cmd(katalog, port),
     };
     match result {
         Ok(code) => code,
@@ -78,13 +84,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_cmd(katalog: &Path) -> anyhow::Result<ExitCode> {
+fn run_cmd(katalogs: Vec<PathBuf>, port: Option<u16>) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    let mut config = katalog::runtime::config::Config::from_env(katalogs)?;
+    if let Some(port) = port {
+        config.listen.set_port(port);
+    }
+    // The Katalogs first: a broken one is reported even where no cluster is reachable.
+    katalog::runtime::check(&config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,9 +106,20 @@ fn run_cmd(katalog: &Path) -> anyhow::Result<ExitCode> {
             .await
             .context("failed to build a Kubernetes client from the kube config")?;
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            tracing::info!("shutting down");
         };
-        katalog::runtime::run(client, katalog, Arc::default(), shutdown).await?;
+        katalog::runtime::run(client, config, Arc::default(), shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -170,3 +170,44 @@ fn render_with_status_prints_the_declared_status_fields() {
         json!({"status": {"phase": "Running", "parallelism": "3", "workers": "3"}})
     );
 }
+
+#[test]
+fn run_refuses_a_broken_katalog_before_it_looks_for_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: orkestra.orkspace.io/v1\nkind: Katalog\nspec: {crds: {}}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_katalog"))
+        .args(["run", "--katalog", bad.to_str().unwrap()])
+        // No cluster: the run must fail on the Katalog, not on the kube config.
+        .env("KUBECONFIG", dir.path().join("none"))
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("error(s) in the Katalog"), "{stderr}");
+    let (_, check, _) = katalog(&["check", bad.to_str().unwrap()]);
+    let problem = check.lines().find(|l| l.contains("spec.crds")).unwrap();
+    assert!(
+        stdout.contains(problem),
+        "the run's log lacks check's {problem:?}:\n{stdout}"
+    );
+}
+
+#[test]
+fn run_names_a_bad_environment_variable_and_its_value() {
+    let file = examples().join("data-platform.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_katalog"))
+        .args(["run", "--katalog", file.to_str().unwrap()])
+        .env("DEFAULT_WORKERS", "many")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("DEFAULT_WORKERS=\"many\""), "{stderr}");
+}

@@ -38,6 +38,13 @@ impl Drop for Running {
     }
 }
 
+/// The runtime's defaults for `katalog`, its HTTP API on a free local port.
+fn local(katalog: std::path::PathBuf) -> runtime::config::Config {
+    let mut config = runtime::config::Config::new(vec![katalog]);
+    config.listen = ([127, 0, 0, 1], 0).into();
+    config
+}
+
 /// Polls `probe` every 100 ms until it yields a value; fails the test after `limit`.
 async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
 where
@@ -79,7 +86,7 @@ async fn a_data_job_gets_its_children_status_and_repairs_and_is_cleaned_up_on_de
     let katalog = Path::new(EXAMPLES).join("data-platform.yaml");
     let _running = Running(tokio::spawn({
         let (client, stats) = (client.clone(), Arc::clone(&stats));
-        async move { runtime::run(client, &katalog, stats, std::future::pending()).await }
+        async move { runtime::run(client, local(katalog), stats, std::future::pending()).await }
     }));
 
     let resource = ApiResource::from_gvk_with_plural(
@@ -314,7 +321,7 @@ async fn a_failing_template_is_reported_backs_off_and_recovers_when_the_spec_is_
     let stats = Arc::new(Stats::default());
     let _running = Running(tokio::spawn({
         let (client, stats) = (client.clone(), Arc::clone(&stats));
-        async move { runtime::run(client, &katalog, stats, std::future::pending()).await }
+        async move { runtime::run(client, local(katalog), stats, std::future::pending()).await }
     }));
 
     let resource = ApiResource::from_gvk_with_plural(

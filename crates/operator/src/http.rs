@@ -13,6 +13,7 @@
 //!   prometheus-client encodes and label it truthfully.
 //! - `GET /info`: name, version, watched namespaces, leadership (and whether leader election is
 //!   in use: `enabled`, `disabled`, or `forbidden` when the Lease may not be read), concurrency.
+//! - `GET /ui/…`: the read-only control panel ([`crate::panel`]), when the state carries one.
 
 use std::{
     fmt,
@@ -38,6 +39,7 @@ use crate::{
     clock::{SharedClock, SystemClock},
     config::{OperatorConfig, WatchNamespaces},
     metrics::{self, Metrics},
+    panel::PanelState,
 };
 
 /// `/info` `leaderElection` when this replica competes for the Lease.
@@ -92,6 +94,8 @@ pub struct HttpState {
     pub info: OperatorInfo,
     /// How long `/ready` waits for the API server.
     pub api_probe_timeout: Duration,
+    /// The control panel's state; `None` serves no `/ui/`.
+    pub panel: Option<PanelState>,
 }
 
 impl fmt::Debug for HttpState {
@@ -116,19 +120,31 @@ impl HttpState {
         ready: Arc<AtomicBool>,
         leader: Arc<AtomicBool>,
     ) -> Self {
+        let leader_election = Arc::new(std::sync::Mutex::new(if config.leader_election {
+            LEADER_ELECTION_ENABLED
+        } else {
+            LEADER_ELECTION_DISABLED
+        }));
+        let clock: SharedClock = Arc::new(SystemClock);
+        let panel = PanelState {
+            client: client.clone(),
+            config: Arc::new(config.clone()),
+            ready: ready.clone(),
+            leader: leader.clone(),
+            leader_election: leader_election.clone(),
+            started_at: clock.now(),
+            clock: clock.clone(),
+        };
         Self {
             ready,
             leader,
-            leader_election: Arc::new(std::sync::Mutex::new(if config.leader_election {
-                LEADER_ELECTION_ENABLED
-            } else {
-                LEADER_ELECTION_DISABLED
-            })),
+            leader_election,
             metrics,
             client,
-            clock: Arc::new(SystemClock),
+            clock,
             info: OperatorInfo::from(config),
             api_probe_timeout: DEFAULT_API_PROBE_TIMEOUT,
+            panel: Some(panel),
         }
     }
 
@@ -157,12 +173,17 @@ pub enum HttpError {
 
 /// The routes, for [`serve`] and for tests.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let panel = state.panel.clone();
+    let probes = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .route("/info", get(info))
-        .with_state(state)
+        .with_state(state);
+    match panel {
+        Some(panel) => probes.merge(crate::panel::router(panel)),
+        None => probes,
+    }
 }
 
 /// Serves the endpoints on `addr` until `shutdown` completes, then finishes in-flight requests.
@@ -178,7 +199,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| HttpError::Bind { addr, source })?;
-    tracing::info!(%addr, "serving /health, /ready, /metrics and /info");
+    tracing::info!(%addr, "serving /health, /ready, /metrics, /info and the control panel under /ui/");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -294,6 +315,7 @@ mod tests {
                 reconciliation_threads: 5,
             },
             api_probe_timeout: Duration::from_secs(1),
+            panel: None,
         }
     }
 

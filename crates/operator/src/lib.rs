@@ -3,8 +3,9 @@
 //!
 //! This library holds the process-level plumbing the controllers run inside: configuration from
 //! the Java operator's environment variables, metrics, the health/readiness HTTP endpoints,
-//! structured logging, Lease-based leader election, an injectable clock, and the per-object
-//! decoding the controllers watch through. The binary (`main.rs`) wires them together.
+//! structured logging, Lease-based leader election, an injectable clock, the per-object
+//! decoding the controllers watch through, and the read-only control panel under `/ui/`. The
+//! binary (`main.rs`) wires them together.
 
 pub mod api_client;
 pub mod capabilities;
@@ -17,5 +18,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod omjob;
+pub mod panel;
 pub mod run;
 pub mod telemetry;

@@ -2,6 +2,8 @@
 //! here asserts a time.
 
 mod cron;
+mod katalog;
+pub(crate) mod katalog_process;
 mod node;
 pub(crate) mod omjob;
 pub(crate) mod operator_process;
@@ -61,6 +63,9 @@ pub enum Suite {
     Cron(cron::Args),
     /// Pipeline service: latency of `run` and `runs` with many pipelines deployed.
     Pipelines(pipelines::Args),
+    /// Katalog runtime against a bare client: time to every child of N DataJobs, writes over
+    /// quiet resyncs, drift-repair latency, RSS, CPU per 1,000 reconciles.
+    Katalog(katalog::Args),
 }
 
 pub fn run(suite: &Suite) -> anyhow::Result<()> {
@@ -70,5 +75,6 @@ pub fn run(suite: &Suite) -> anyhow::Result<()> {
         Suite::Omjob(args) => rt.block_on(omjob::run(args)),
         Suite::Cron(args) => rt.block_on(cron::run(args)),
         Suite::Pipelines(args) => rt.block_on(pipelines::run(args)),
+        Suite::Katalog(args) => rt.block_on(katalog::run(args)),
     }
 }

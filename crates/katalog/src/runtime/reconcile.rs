@@ -8,7 +8,7 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::{api::core::v1::ObjectReference, jiff::Timestamp};
@@ -21,9 +21,14 @@ use serde_json::{Map, Value, json};
 
 use super::{
     cache::CacheView,
+    clock::{Clock, rfc3339},
+    controller::key_of,
     diff::covers,
     events::{self, Note},
-    kinds, status,
+    kinds,
+    live::Live,
+    metrics::{Metrics, Outcome},
+    status,
 };
 use crate::{
     cluster::{ClusterView as _, ObjectRef},
@@ -78,6 +83,9 @@ pub struct Context {
     pub engine: Engine,
     pub view: Arc<CacheView>,
     pub stats: Arc<Stats>,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
     /// The last object applied per child: a skip needs both this and the cache to agree, so a
     /// field dropped from the Katalog's output (which the cache still shows) is still applied.
     applied: Mutex<HashMap<String, Value>>,
@@ -95,21 +103,26 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// A context for `entry`, whose templates read `view`.
+    /// A context for `live`'s entry, whose templates read `view`.
     pub fn new(
         client: Client,
-        entry: Entry,
+        live: Arc<Live>,
         resource: ApiResource,
         view: Arc<CacheView>,
         stats: Arc<Stats>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             client,
-            entry,
+            entry: live.entry.clone(),
             resource,
             engine: Engine::new(view.clone()),
             view,
             stats,
+            live,
+            metrics,
+            clock,
             applied: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -193,16 +206,39 @@ fn reference(obj: &DynamicObject, ctx: &Context) -> ObjectReference {
 
 /// RFC 3339 UTC to the second, as Kubernetes prints times.
 fn now() -> String {
-    Timestamp::from_second(Timestamp::now().as_second())
-        .map(|t| t.to_string())
-        .unwrap_or_default()
+    rfc3339(Timestamp::now())
 }
 
-/// Reconciles one CR.
+/// Reconciles one CR and records the pass in the entry's health and metrics.
 ///
 /// # Errors
 /// The first failing step; the Ready condition says so and the controller backs off.
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let live = Arc::clone(&ctx.live);
+    live.gate.started(&key_of(&obj));
+    let busy = live.busy();
+    live.publish_gauges(&ctx.metrics);
+    let began = Instant::now();
+    let result = pass(obj, Arc::clone(&ctx)).await;
+    let seconds = began.elapsed().as_secs_f64();
+    let gvk = ctx.entry.gvk();
+    match &result {
+        Ok(_) => {
+            ctx.metrics.reconciled(&gvk, Outcome::Success, seconds);
+            live.health.success(ctx.clock.now());
+        }
+        Err(e) => {
+            ctx.metrics.reconciled(&gvk, Outcome::Error, seconds);
+            live.health.failure(e.to_string(), ctx.clock.now());
+        }
+    }
+    drop(busy);
+    live.publish_gauges(&ctx.metrics);
+    result
+}
+
+/// One pass (§4.2).
+async fn pass(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     bump(&ctx.stats.reconciles);
     let name = obj.metadata.name.clone().ok_or(Error::NoName)?;
     let api = ctx.cr_api(obj.metadata.namespace.as_deref());
@@ -214,13 +250,11 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
     if obj.metadata.deletion_timestamp.is_some() {
         return delete(&api, &obj, &ctx, &cr_ref).await;
     }
-    if ctx.entry.namespaced
-        && !ctx
-            .entry
-            .namespace_allowed(obj.metadata.namespace.as_deref().unwrap_or("default"))
-    {
-        tracing::debug!(cr = %key, "namespace not allowed for this entry; skipped");
-        return Ok(Action::await_change());
+    if ctx.entry.namespaced {
+        let namespace = obj.metadata.namespace.as_deref().unwrap_or("default");
+        if !ctx.entry.namespace_allowed(namespace) {
+            return refuse_namespace(&api, &name, &obj, &ctx, &cr_ref, namespace).await;
+        }
     }
 
     match metadata(&api, &obj, &ctx).await {
@@ -315,6 +349,65 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
             Err(e)
         }
     }
+}
+
+/// Reason of the event and of the Ready condition for a CR in a namespace the entry excludes.
+pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+
+/// The message for a CR in `namespace`, which `entry` excludes.
+pub fn namespace_message(entry: &Entry, namespace: &str) -> String {
+    let mut m = format!("namespace {namespace} is not allowed for {}", entry.gvk());
+    if !entry.allowed_namespaces.is_empty() {
+        m.push_str(&format!(
+            "; allowedNamespaces: [{}]",
+            entry.allowed_namespaces.join(", ")
+        ));
+    }
+    if !entry.restricted_namespaces.is_empty() {
+        m.push_str(&format!(
+            "; restrictedNamespaces: [{}]",
+            entry.restricted_namespaces.join(", ")
+        ));
+    }
+    m
+}
+
+/// A CR outside the entry's namespaces: Ready=False saying so and a Warning event, no metadata
+/// and no children. Orkestra skips such a CR silently, which leaves its author guessing. The
+/// event goes out only with the status change, so a resync repeats neither.
+async fn refuse_namespace(
+    api: &Api<DynamicObject>,
+    name: &str,
+    obj: &DynamicObject,
+    ctx: &Context,
+    cr_ref: &ObjectReference,
+    namespace: &str,
+) -> Result<Action, Error> {
+    let message = namespace_message(&ctx.entry, namespace);
+    let current = obj.data.get("status");
+    let mut desired = status::desired(current, obj.metadata.generation, Err(&message), &now());
+    desired["conditions"][0]["reason"] = json!(NAMESPACE_NOT_ALLOWED);
+    if current.is_some_and(|c| covers(c, &desired)) {
+        return Ok(Action::await_change());
+    }
+    tracing::warn!(cr = %display_key(obj), "{message}");
+    if let Err(e) = api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": desired })),
+        )
+        .await
+    {
+        tracing::warn!(cr = name, error = %e, "failed to patch status");
+    }
+    events::publish(
+        &ctx.client,
+        cr_ref,
+        &Note::warning(NAMESPACE_NOT_ALLOWED, message),
+    )
+    .await;
+    Ok(Action::await_change())
 }
 
 /// After a failed pass: the CR is retried after a delay that doubles per consecutive failure
@@ -469,6 +562,7 @@ async fn ensure(ctx: &Context, child: &Child, object: &Value, changes: &mut Chan
         == Some(object);
     if same_as_last && cached.as_ref().is_some_and(|c| covers(c, object)) {
         bump(&ctx.stats.skipped);
+        ctx.metrics.child_apply(&ctx.entry.gvk(), true);
         return Ok(());
     }
     let name = t.object_ref.name.as_str();
@@ -484,6 +578,7 @@ async fn ensure(ctx: &Context, child: &Child, object: &Value, changes: &mut Chan
             source,
         })?;
     bump(&ctx.stats.applied);
+    ctx.metrics.child_apply(&ctx.entry.gvk(), false);
     ctx.applied
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

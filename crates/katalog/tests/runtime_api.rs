@@ -1,0 +1,912 @@
+//! `katalog run` on the testbed, beyond the happy path of `runtime.rs`: the HTTP API's JSON
+//! against a live runtime, health moving to degraded and back, steady state without writes,
+//! drift, bad inputs (namespaces, rejected objects, a missing CRD), the queue depth limit, a
+//! restart, and leader election between two in-process runtimes.
+//!
+//! Runtimes watch cluster-wide, so each test uses its own copy of the DataJob CRD under another
+//! kind; only the HTTP test uses DataJob itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::ReplicaSet,
+        core::v1::{ConfigMap, Event},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use katalog::runtime::{
+    self, Stats,
+    config::{Config, LeaseTimings},
+    metrics::Outcome,
+    state::Role,
+};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    core::GroupVersionKind,
+};
+use omjob_testbed::fixture::{self, TestNamespace};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/katalog");
+const LIMIT: Duration = Duration::from_secs(45);
+/// Verbs that change something on the API server.
+const WRITES: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+
+/// Aborts the in-process runtime when dropped, pass or fail.
+struct Running(tokio::task::JoinHandle<Result<(), runtime::Error>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Polls `probe` every 100 ms until it yields a value; fails the test after `limit`.
+async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The example DataJob Katalog and CRD under `kind` (`SteadyJob`, entry `steady-job`).
+struct Variant {
+    kind: String,
+    entry: String,
+    resource: ApiResource,
+    crd: CustomResourceDefinition,
+    dir: tempfile::TempDir,
+}
+
+impl Variant {
+    /// `kind`'s copy, with `extra` YAML lines (indented for the entry) added to the entry.
+    fn new(kind: &str, extra: &str) -> Self {
+        let lower = kind.to_lowercase();
+        let entry = {
+            let mut s = String::new();
+            for (i, c) in kind.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    s.push('-');
+                }
+                s.push(c.to_ascii_lowercase());
+            }
+            s
+        };
+        let crd_text = std::fs::read_to_string(format!("{EXAMPLES}/datajob-crd.yaml"))
+            .unwrap()
+            .replace("DataJob", kind)
+            .replace("datajob", &lower);
+        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&crd_text).unwrap();
+        let katalog = std::fs::read_to_string(format!("{EXAMPLES}/data-platform.yaml"))
+            .unwrap()
+            .replace("DataJob", kind)
+            .replace("datajobs", &format!("{lower}s"))
+            .replace("    data-job:\n", &format!("    {entry}:\n{extra}"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("motifs")).unwrap();
+        std::fs::copy(
+            format!("{EXAMPLES}/motifs/worker-pool.yaml"),
+            dir.path().join("motifs/worker-pool.yaml"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("katalog.yaml"), katalog).unwrap();
+        Self {
+            resource: ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("data.demo.orkestra.io", "v1alpha1", kind),
+                &format!("{lower}s"),
+            ),
+            kind: kind.to_owned(),
+            entry,
+            crd,
+            dir,
+        }
+    }
+
+    fn katalog(&self) -> PathBuf {
+        self.dir.path().join("katalog.yaml")
+    }
+
+    fn gvk(&self) -> String {
+        format!("data.demo.orkestra.io/v1alpha1, Kind={}", self.kind)
+    }
+
+    async fn install(&self, client: &Client) {
+        fixture::install_crds(client, vec![self.crd.clone()], "katalog-tests").await;
+    }
+
+    fn config(&self) -> Config {
+        local(vec![self.katalog()])
+    }
+
+    fn api(&self, client: &Client, ns: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), ns, &self.resource)
+    }
+
+    async fn create(&self, client: &Client, ns: &str, name: &str, parallelism: &str) -> DynamicObject {
+        let cr: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "data.demo.orkestra.io/v1alpha1", "kind": self.kind,
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"image": "python:3.12-slim", "parallelism": parallelism, "timeout": "2h"}
+        }))
+        .unwrap();
+        self.api(client, ns)
+            .create(&PostParams::default(), &cr)
+            .await
+            .unwrap()
+    }
+}
+
+/// Defaults for `katalogs`, the HTTP API on a free local port.
+fn local(katalogs: Vec<PathBuf>) -> Config {
+    let mut config = Config::new(katalogs);
+    config.listen = ([127, 0, 0, 1], 0).into();
+    config.discovery_retry = Duration::from_millis(500);
+    config
+}
+
+/// Starts a runtime in-process; returns its state handle and the guard that aborts it.
+async fn start(client: &Client, config: Config, stats: Arc<Stats>) -> (runtime::State, Running) {
+    let started = runtime::start(client.clone(), config, stats).await.unwrap();
+    let state = started.state().clone();
+    let task = tokio::spawn(started.run(std::future::pending()));
+    (state, Running(task))
+}
+
+/// `GET path` on the runtime's HTTP API: the status code and the body (JSON when it parses).
+async fn get(state: &runtime::State, path: &str) -> (u16, Value) {
+    let addr = state.http_addr().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
+    (code, body)
+}
+
+fn ready_status(cr: &DynamicObject) -> Value {
+    cr.data["status"]["conditions"][0]["status"].clone()
+}
+
+async fn wait_ready(api: &Api<DynamicObject>, name: &str, status: &str) -> DynamicObject {
+    eventually(&format!("{name} Ready={status}"), LIMIT, || async {
+        let o = api.get(name).await.unwrap();
+        (ready_status(&o) == status).then_some(o)
+    })
+    .await
+}
+
+async fn reasons(ns: &TestNamespace, name: &str) -> Vec<(String, String)> {
+    ns.api::<Event>()
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+fn writes(state: &runtime::State) -> u64 {
+    WRITES.iter().map(|v| state.metrics().api_requests_with(v)).sum()
+}
+
+fn assert_keys(value: &Value, keys: &[&str], what: &str) {
+    for k in keys {
+        assert!(value.get(k).is_some(), "{what}: no {k:?} in {value:#}");
+    }
+}
+
+#[tokio::test]
+async fn the_http_api_answers_with_orkestras_json_for_a_live_data_job() {
+    let ns = fixture::shared().namespace("katalog-http").await;
+    let client = ns.client();
+    let crd: CustomResourceDefinition =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(format!("{EXAMPLES}/datajob-crd.yaml")).unwrap())
+            .unwrap();
+    fixture::install_crds(&client, vec![crd], "katalog-tests").await;
+    let (state, _running) = start(
+        &client,
+        local(vec![Path::new(EXAMPLES).join("data-platform.yaml")]),
+        Arc::default(),
+    )
+    .await;
+
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("data.demo.orkestra.io", "v1alpha1", "DataJob"),
+        "datajobs",
+    );
+    let jobs: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &resource);
+    let mut sample: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(format!("{EXAMPLES}/datajob-sample.yaml")).unwrap())
+            .unwrap();
+    sample["metadata"] = json!({"name": "backfill-job", "namespace": ns.name()});
+    jobs.create(&PostParams::default(), &serde_json::from_value(sample).unwrap())
+        .await
+        .unwrap();
+    wait_ready(&jobs, "backfill-job", "True").await;
+    let rs: Api<ReplicaSet> = ns.api();
+    eventually("the ReplicaSet cached", LIMIT, || async {
+        let (_, cr) = get(
+            &state,
+            &format!("/katalog/data-job/cr/{}/backfill-job", ns.name()),
+        )
+        .await;
+        let children = cr["children"].as_array().cloned().unwrap_or_default();
+        (children.len() == 2 && children.iter().all(|c| c["present"] == true)).then_some(())
+    })
+    .await;
+    assert!(rs.get_opt("backfill-job-worker").await.unwrap().is_some());
+
+    let (code, summary) = get(&state, "/katalog").await;
+    println!(
+        "GET /katalog -> {code}\n{}",
+        serde_json::to_string_pretty(&summary).unwrap()
+    );
+    assert_eq!(code, 200);
+    assert_keys(
+        &summary,
+        &[
+            "crds",
+            "total",
+            "totalEnabled",
+            "OrkReady",
+            "deletionProtection",
+            "healthy",
+            "status",
+            "degradedReason",
+            "statusCounts",
+            "name",
+            "version",
+            "author",
+            "description",
+            "license",
+        ],
+        "/katalog",
+    );
+    assert_eq!(summary["name"], "data-platform");
+    assert_eq!(summary["version"], "0.1.0");
+    assert_eq!(summary["OrkReady"], true);
+    assert_eq!(summary["statusCounts"]["healthy"], 1);
+    let crd = &summary["crds"][0];
+    assert_keys(
+        crd,
+        &[
+            "name",
+            "description",
+            "mode",
+            "gvk",
+            "gvr",
+            "namespaced",
+            "namespace",
+            "dependsOn",
+            "hasUnhealthyDependencies",
+            "workers",
+            "workersSource",
+            "workersActive",
+            "resync",
+            "resyncSource",
+            "queueDepth",
+            "maxQueueDepth",
+            "maxQueueDepthSource",
+            "resourceCount",
+            "reconciler",
+            "healthy",
+            "state",
+            "started",
+            "pending",
+            "startedAt",
+            "uptime",
+            "errorRate",
+            "endpoints",
+            "rbacCount",
+            "deletionProtection",
+        ],
+        "/katalog crds[0]",
+    );
+    assert_eq!(crd["gvk"], "data.demo.orkestra.io/v1alpha1, Kind=DataJob");
+    assert_eq!(crd["gvr"], "data.demo.orkestra.io/v1alpha1, Resource=datajobs");
+    assert_eq!(crd["resync"], "15s");
+    assert_eq!(crd["workersSource"], "default");
+    assert_eq!(crd["state"], "healthy");
+    assert_eq!(crd["resourceCount"], 1);
+    assert_eq!(crd["endpoints"]["health"], "/katalog/data-job/health");
+
+    let (code, info) = get(&state, "/katalog/data-job").await;
+    println!(
+        "GET /katalog/data-job -> {code}\n{}",
+        serde_json::to_string_pretty(&info).unwrap()
+    );
+    assert_eq!(code, 200);
+    assert_keys(
+        &info,
+        &[
+            "name",
+            "description",
+            "mode",
+            "gvk",
+            "gvr",
+            "namespaced",
+            "namespace",
+            "dependsOn",
+            "workers",
+            "workersActive",
+            "workersIdle",
+            "workersProcessing",
+            "workerDetails",
+            "workersSource",
+            "resync",
+            "resyncSource",
+            "queueDepth",
+            "maxQueueDepth",
+            "maxQueueDepthSource",
+            "resourceCount",
+            "totalReconciles",
+            "reconciler",
+            "healthy",
+            "started",
+            "pending",
+            "errorRate",
+            "rbac",
+        ],
+        "/katalog/data-job",
+    );
+    assert_eq!(info["reconciler"]["type"], "generic");
+    assert_eq!(info["reconciler"]["templates"]["onCreate"]["configMaps"], 1);
+    assert_eq!(info["reconciler"]["templates"]["onReconcile"]["replicaSets"], 1);
+    assert_eq!(
+        info["rbac"]["summary"],
+        "1 configmaps, 1 datajobs, 1 datajobs/status, 1 replicasets"
+    );
+    assert_eq!(info["rbac"]["totalRules"], 4);
+    assert_eq!(info["workerDetails"].as_array().unwrap().len(), 3);
+    assert_eq!(info["maxQueueDepth"], 100);
+
+    let (code, health) = get(&state, "/katalog/data-job/health").await;
+    assert_eq!(code, 200);
+    assert_keys(
+        &health,
+        &[
+            "name",
+            "state",
+            "healthy",
+            "started",
+            "pending",
+            "startedAt",
+            "uptime",
+            "queueDepth",
+            "errorRate",
+            "consecutiveFails",
+            "totalReconciles",
+            "resourceCount",
+            "lastError",
+            "lastReconcile",
+            "hasUnhealthyDependencies",
+            "dependencies",
+            "missing",
+        ],
+        "/katalog/data-job/health",
+    );
+    assert_eq!(health["state"], "healthy");
+
+    let (code, list) = get(&state, "/katalog/data-job/cr").await;
+    assert_eq!(code, 200);
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["name"], "backfill-job");
+    assert_eq!(list["items"][0]["ready"], "True");
+
+    let (code, cr) = get(
+        &state,
+        &format!("/katalog/data-job/cr/{}/backfill-job", ns.name()),
+    )
+    .await;
+    println!(
+        "GET /katalog/data-job/cr/{}/backfill-job -> {code}\n{}",
+        ns.name(),
+        serde_json::to_string_pretty(&cr).unwrap()
+    );
+    assert_eq!(code, 200);
+    assert_eq!(cr["spec"]["parallelism"], "3");
+    assert_eq!(cr["status"]["phase"], "Running");
+    let children = cr["children"].as_array().unwrap();
+    let cm = children.iter().find(|c| c["kind"] == "ConfigMap").unwrap();
+    assert_eq!(cm["name"], "backfill-job-job");
+    assert_eq!(cm["phase"], "onCreate");
+    assert_eq!(cm["present"], true);
+    assert!(cm.get("data").is_none());
+    let rs = children.iter().find(|c| c["kind"] == "ReplicaSet").unwrap();
+    assert_eq!(rs["phase"], "onReconcile");
+    assert_eq!(rs["apiVersion"], "apps/v1");
+    assert!(
+        cr["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == "DataJobReconciled"),
+        "{:#}",
+        cr["events"]
+    );
+
+    let (code, raw) = get(&state, "/katalog/raw").await;
+    assert_eq!(code, 200);
+    assert_eq!(raw["metadata"]["name"], "data-platform");
+    let (code, raw) = get(&state, "/katalog/data-job/raw").await;
+    assert_eq!(code, 200);
+    assert_eq!(raw["apiTypes"]["kind"], "DataJob");
+
+    let (code, text) = get(&state, "/metrics").await;
+    assert_eq!(code, 200);
+    let text = text.as_str().unwrap();
+    for name in [
+        "controller_reconcile_total{crd=\"data.demo.orkestra.io/v1alpha1, Kind=DataJob\",result=\"success\"}",
+        "controller_reconcile_duration_seconds_bucket",
+        "controller_queue_depth{crd=",
+        "controller_resource_count{crd=\"data.demo.orkestra.io/v1alpha1, Kind=DataJob\"} 1",
+        "controller_workers_total{crd=\"data.demo.orkestra.io/v1alpha1, Kind=DataJob\"} 3",
+        "controller_workers_idle{crd=",
+        "controller_workers_processing{crd=",
+        "controller_crd_activation_total{crd=\"data.demo.orkestra.io/v1alpha1, Kind=DataJob\",result=\"success\"} 1",
+        "controller_crd_activation_latency_seconds",
+        "katalog_api_requests_total{verb=\"patch\",resource=\"datajobs/status\"}",
+        "katalog_child_applies_total{crd=",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+
+    for probe in ["/health", "/ready", "/startup"] {
+        let (code, body) = get(&state, probe).await;
+        assert_eq!(code, 200, "{probe}");
+        assert_keys(&body, &["status", "service", "uptime", "started"], probe);
+    }
+    let (code, body) = get(&state, "/katalog/no-such-entry").await;
+    assert_eq!(code, 404);
+    assert!(
+        body["error"].as_str().unwrap().contains("no-such-entry"),
+        "{body}"
+    );
+    let (code, _) = get(&state, "/katalog/no-such-entry/health").await;
+    assert_eq!(code, 404);
+    let (code, body) = get(&state, &format!("/katalog/data-job/cr/{}/nobody", ns.name())).await;
+    assert_eq!(code, 404, "{body}");
+}
+
+#[tokio::test]
+async fn a_steady_state_sends_no_writes_and_drift_of_each_child_is_handled() {
+    let ns = fixture::shared().namespace("katalog-steady").await;
+    let client = ns.client();
+    let v = Variant::new("SteadyJob", "");
+    v.install(&client).await;
+    let mut config = v.config();
+    config.defaults.resync.value = Duration::from_secs(1);
+    let (state, _running) = start(&client, config, Arc::default()).await;
+    let jobs = v.api(&client, ns.name());
+    v.create(&client, ns.name(), "calm", "2").await;
+    wait_ready(&jobs, "calm", "True").await;
+    let config_maps: Api<ConfigMap> = ns.api();
+    let replica_sets: Api<ReplicaSet> = ns.api();
+    eventually("the children", LIMIT, || async {
+        (config_maps.get_opt("calm-job").await.unwrap().is_some()
+            && replica_sets.get_opt("calm-worker").await.unwrap().is_some())
+        .then_some(())
+    })
+    .await;
+
+    // Let the first passes settle (the status write wakes the CR once more), then count.
+    let gvk = v.gvk();
+    let passes = |n: u64| {
+        let state = state.clone();
+        let gvk = gvk.clone();
+        async move {
+            let start = state.metrics().reconciles(&gvk, Outcome::Success);
+            eventually(&format!("{n} more passes"), LIMIT, || async {
+                (state.metrics().reconciles(&gvk, Outcome::Success) >= start + n).then_some(())
+            })
+            .await;
+        }
+    };
+    passes(2).await;
+    let before = writes(&state);
+    passes(4).await;
+    assert_eq!(writes(&state), before, "a steady pass wrote to the API server");
+
+    // The onReconcile ReplicaSet edited by hand is put back.
+    replica_sets
+        .patch(
+            "calm-worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    eventually("the ReplicaSet repaired", LIMIT, || async {
+        let rs = replica_sets.get("calm-worker").await.unwrap();
+        (rs.spec.and_then(|s| s.replicas) == Some(2)).then_some(())
+    })
+    .await;
+    // The onCreate ConfigMap edited by hand stays edited.
+    config_maps
+        .patch(
+            "calm-job",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"TIMEOUT": "edited"}})),
+        )
+        .await
+        .unwrap();
+    passes(3).await;
+    let cm = config_maps.get("calm-job").await.unwrap();
+    assert_eq!(cm.data.unwrap_or_default()["TIMEOUT"], "edited");
+    // Either child deleted comes back.
+    for (what, deleted) in [
+        (
+            "ConfigMap",
+            config_maps
+                .delete("calm-job", &DeleteParams::default())
+                .await
+                .is_ok(),
+        ),
+        (
+            "ReplicaSet",
+            replica_sets
+                .delete("calm-worker", &DeleteParams::background())
+                .await
+                .is_ok(),
+        ),
+    ] {
+        assert!(deleted, "{what} delete");
+    }
+    eventually("both children recreated", LIMIT, || async {
+        let cm = config_maps.get_opt("calm-job").await.unwrap();
+        let rs = replica_sets.get_opt("calm-worker").await.unwrap();
+        (cm.is_some_and(|c| c.data.unwrap_or_default()["TIMEOUT"] == "2h")
+            && rs.is_some_and(|r| r.metadata.deletion_timestamp.is_none()))
+        .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failures_degrade_the_entry_and_a_fix_makes_it_healthy_while_other_crs_go_on() {
+    let ns = fixture::shared().namespace("katalog-degrade").await;
+    let client = ns.client();
+    let v = Variant::new("RejectJob", "");
+    v.install(&client).await;
+    let mut config = v.config();
+    config.defaults.failure_threshold.value = 2;
+    let (state, _running) = start(&client, config, Arc::default()).await;
+    let jobs = v.api(&client, ns.name());
+    let entry = v.entry.clone();
+
+    // Failures are counted per entry, as Orkestra does: a healthy CR's pass in between resets
+    // the count, so the failing CR comes first.
+    // Negative replicas: rendered fine, rejected by the API server.
+    v.create(&client, ns.name(), "broken", "-1").await;
+    let cr = wait_ready(&jobs, "broken", "False").await;
+    let ready = &cr.data["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "ReconcileError");
+    assert!(ready["message"].as_str().unwrap().contains("replicas"), "{ready}");
+    let events = eventually("the ReconcileError event", LIMIT, || async {
+        let r = reasons(&ns, "broken").await;
+        r.iter()
+            .any(|(reason, _)| reason == "RejectJobReconcileError")
+            .then_some(r)
+    })
+    .await;
+    assert!(events.iter().any(|(_, m)| m.contains("broken")), "{events:?}");
+
+    let (code, h) = eventually("degraded", LIMIT, || async {
+        let (code, h) = get(&state, &format!("/katalog/{entry}/health")).await;
+        (h["state"] == "degraded").then_some((code, h))
+    })
+    .await;
+    assert_eq!(code, 503);
+    assert!(h["consecutiveFails"].as_u64().unwrap() >= 2, "{h}");
+    assert!(h["lastError"].as_str().unwrap().contains("replicas"), "{h}");
+    let (code, summary) = get(&state, "/katalog").await;
+    assert_eq!(code, 503);
+    assert_eq!(summary["status"], "degraded");
+    assert_eq!(summary["degradedReason"], "1 degraded");
+
+    // Other CRs go on: a new one gets its children while the broken one fails.
+    v.create(&client, ns.name(), "also-fine", "1").await;
+    let config_maps: Api<ConfigMap> = ns.api();
+    eventually("also-fine's ConfigMap", LIMIT, || async {
+        config_maps.get_opt("also-fine-job").await.unwrap()
+    })
+    .await;
+
+    // Fixing the spec brings the entry back.
+    jobs.patch(
+        "broken",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"parallelism": "1"}})),
+    )
+    .await
+    .unwrap();
+    wait_ready(&jobs, "broken", "True").await;
+    eventually("healthy again", LIMIT, || async {
+        let (code, h) = get(&state, &format!("/katalog/{entry}/health")).await;
+        (code == 200 && h["state"] == "healthy").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cr_in_a_restricted_namespace_gets_a_warning_and_no_children() {
+    let allowed = fixture::shared().namespace("katalog-ns-ok").await;
+    let fenced = fixture::shared().namespace("katalog-ns-no").await;
+    let client = allowed.client();
+    let v = Variant::new(
+        "FenceJob",
+        &format!("      restrictedNamespaces: [{}]\n", fenced.name()),
+    );
+    v.install(&client).await;
+    let (_state, _running) = start(&client, v.config(), Arc::default()).await;
+
+    v.create(&client, fenced.name(), "outside", "1").await;
+    v.create(&client, allowed.name(), "inside", "1").await;
+    wait_ready(&v.api(&client, allowed.name()), "inside", "True").await;
+    let cr = wait_ready(&v.api(&client, fenced.name()), "outside", "False").await;
+    let ready = &cr.data["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "NamespaceNotAllowed");
+    let message = ready["message"].as_str().unwrap();
+    assert!(message.contains(fenced.name()), "{message}");
+    let events = eventually("the NamespaceNotAllowed event", LIMIT, || async {
+        let r = reasons(&fenced, "outside").await;
+        r.into_iter().find(|(reason, _)| reason == "NamespaceNotAllowed")
+    })
+    .await;
+    assert!(events.1.contains("restrictedNamespaces"), "{events:?}");
+    let config_maps: Api<ConfigMap> = fenced.api();
+    let replica_sets: Api<ReplicaSet> = fenced.api();
+    assert!(config_maps.get_opt("outside-job").await.unwrap().is_none());
+    assert!(replica_sets.get_opt("outside-worker").await.unwrap().is_none());
+    assert!(
+        cr.metadata.finalizers.unwrap_or_default().is_empty(),
+        "a refused CR got finalizers"
+    );
+}
+
+#[tokio::test]
+async fn an_entry_listing_plain_allowed_namespaces_watches_only_those() {
+    let allowed = fixture::shared().namespace("katalog-watch-ok").await;
+    let other = fixture::shared().namespace("katalog-watch-no").await;
+    let client = allowed.client();
+    let v = Variant::new(
+        "WatchJob",
+        &format!("      allowedNamespaces: [{}]\n", allowed.name()),
+    );
+    v.install(&client).await;
+    let (state, _running) = start(&client, v.config(), Arc::default()).await;
+    let info = state.crd_info(&v.entry).unwrap();
+    assert_eq!(info.watched_namespaces, vec![allowed.name().to_owned()]);
+
+    v.create(&client, other.name(), "unseen", "1").await;
+    v.create(&client, allowed.name(), "seen", "1").await;
+    wait_ready(&v.api(&client, allowed.name()), "seen", "True").await;
+    // The other namespace is not watched: its CR is never touched.
+    let list = state.crs(&v.entry).await.unwrap();
+    assert_eq!(list.total, 1, "{list:?}");
+    let unseen = v.api(&client, other.name()).get("unseen").await.unwrap();
+    assert!(unseen.data.get("status").is_none(), "{unseen:?}");
+}
+
+#[tokio::test]
+async fn an_entry_whose_crd_is_missing_waits_and_starts_when_it_is_installed() {
+    let ns = fixture::shared().namespace("katalog-late").await;
+    let client = ns.client();
+    let present = Variant::new("PresentJob", "");
+    let late = Variant::new("LateJob", "");
+    present.install(&client).await;
+    // One Katalog file per entry: two files, as KATALOG_PATH may list them.
+    let (state, _running) = start(
+        &client,
+        local(vec![present.katalog(), late.katalog()]),
+        Arc::default(),
+    )
+    .await;
+
+    let health = eventually("the late entry reported", LIMIT, || async {
+        let (code, h) = get(&state, &format!("/katalog/{}/health", late.entry)).await;
+        (h["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("not installed")))
+        .then_some((code, h))
+    })
+    .await;
+    assert_eq!(health.0, 503);
+    assert_eq!(health.1["state"], "not started");
+    assert!(
+        health.1["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("latejobs.data.demo.orkestra.io"),
+        "{}",
+        health.1
+    );
+    let (_, summary) = get(&state, "/katalog").await;
+    assert_eq!(summary["total"], 2);
+
+    // The other entry runs meanwhile.
+    present.create(&client, ns.name(), "early", "1").await;
+    wait_ready(&present.api(&client, ns.name()), "early", "True").await;
+
+    late.install(&client).await;
+    eventually("the late entry started", LIMIT, || async {
+        let (_, h) = get(&state, &format!("/katalog/{}/health", late.entry)).await;
+        (h["started"] == true).then_some(())
+    })
+    .await;
+    late.create(&client, ns.name(), "tardy", "1").await;
+    wait_ready(&late.api(&client, ns.name()), "tardy", "True").await;
+    let config_maps: Api<ConfigMap> = ns.api();
+    assert!(config_maps.get_opt("tardy-job").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_queue_of_depth_two_still_gives_every_cr_its_children() {
+    let ns = fixture::shared().namespace("katalog-queue").await;
+    let client = ns.client();
+    let v = Variant::new("QueueJob", "");
+    v.install(&client).await;
+    let mut config = v.config();
+    config.defaults.max_queue_depth.value = 2;
+    config.defaults.workers.value = 1;
+    let (state, _running) = start(&client, config, Arc::default()).await;
+    let count = 12;
+    for i in 0..count {
+        v.create(&client, ns.name(), &format!("q{i}"), "0").await;
+    }
+    let config_maps: Api<ConfigMap> = ns.api();
+    let mut deepest = 0;
+    eventually("every ConfigMap", Duration::from_secs(90), || {
+        let info = state.crd_info(&v.entry).unwrap();
+        deepest = deepest.max(info.queue_depth);
+        let config_maps = config_maps.clone();
+        async move {
+            let n = config_maps
+                .list(&ListParams::default().labels("orkestra.orkspace.io/managed=true"))
+                .await
+                .unwrap()
+                .items
+                .len();
+            (n == count).then_some(())
+        }
+    })
+    .await;
+    assert!(deepest <= 2, "queue depth {deepest} above the limit");
+    let info = state.crd_info(&v.entry).unwrap();
+    assert_eq!(info.max_queue_depth, 2);
+    assert_eq!(info.max_queue_depth_source, runtime::config::Source::Default);
+}
+
+#[tokio::test]
+async fn a_restarted_runtime_ends_with_the_same_children_and_no_duplicates() {
+    let ns = fixture::shared().namespace("katalog-restart").await;
+    let client = ns.client();
+    let v = Variant::new("RestartJob", "");
+    v.install(&client).await;
+    let names: Vec<String> = (0..4).map(|i| format!("r{i}")).collect();
+    for n in &names {
+        v.create(&client, ns.name(), n, "1").await;
+    }
+    let config_maps: Api<ConfigMap> = ns.api();
+    {
+        let (_state, running) = start(&client, v.config(), Arc::default()).await;
+        eventually("a first ConfigMap", LIMIT, || async {
+            (!config_maps
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty())
+            .then_some(())
+        })
+        .await;
+        drop(running);
+    }
+    let (_state, _running) = start(&client, v.config(), Arc::default()).await;
+    let jobs = v.api(&client, ns.name());
+    for n in &names {
+        wait_ready(&jobs, n, "True").await;
+    }
+    let replica_sets: Api<ReplicaSet> = ns.api();
+    for n in &names {
+        let owned = ListParams::default().labels(&format!("orkestra-owner={n}"));
+        let cms = config_maps.list(&owned).await.unwrap().items;
+        let rss = replica_sets.list(&owned).await.unwrap().items;
+        assert_eq!((cms.len(), rss.len()), (1, 1), "{n}");
+    }
+}
+
+#[tokio::test]
+async fn of_two_replicas_only_the_leader_writes_and_the_standby_takes_over() {
+    let ns = fixture::shared().namespace("katalog-leader").await;
+    let client = ns.client();
+    let v = Variant::new("LeaderJob", "");
+    v.install(&client).await;
+    let leased = || {
+        let mut c = v.config();
+        c.namespace = ns.name().to_owned();
+        c.leader_election = Some(LeaseTimings {
+            duration: Duration::from_secs(4),
+            renew_deadline: Duration::from_secs(2),
+            retry_period: Duration::from_secs(1),
+        });
+        c
+    };
+    let (a, running_a) = start(&client, leased(), Arc::default()).await;
+    eventually("a leads", LIMIT, || async {
+        (a.role() == Role::Leader).then_some(())
+    })
+    .await;
+    let (b, running_b) = start(&client, leased(), Arc::default()).await;
+    let (code, summary) = get(&b, "/katalog").await;
+    assert_eq!(code, 200);
+    assert_eq!(summary["leader"]["role"], "standby");
+    assert_eq!(summary["crds"][0]["state"], "not started");
+    let (code, _) = get(&b, "/ready").await;
+    assert_eq!(code, 200);
+
+    let jobs = v.api(&client, ns.name());
+    v.create(&client, ns.name(), "first", "1").await;
+    wait_ready(&jobs, "first", "True").await;
+    let gvk = v.gvk();
+    // The status is written inside the pass; the counter moves when the pass returns.
+    eventually("a counts its pass", LIMIT, || async {
+        (a.metrics().reconciles(&gvk, Outcome::Success) > 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        b.metrics().reconciles(&gvk, Outcome::Success),
+        0,
+        "the standby reconciled"
+    );
+    let text = b.metrics().encode().unwrap();
+    assert!(
+        !text.contains("resource=\"leaderjobs/status\"") && !text.contains("resource=\"configmaps\""),
+        "the standby talked to the entry's resources:\n{text}"
+    );
+    assert_eq!(b.role(), Role::Standby);
+
+    drop(running_a);
+    eventually("b leads", LIMIT, || async {
+        (b.role() == Role::Leader).then_some(())
+    })
+    .await;
+    v.create(&client, ns.name(), "second", "1").await;
+    wait_ready(&jobs, "second", "True").await;
+    eventually("b counts its passes", LIMIT, || async {
+        (b.metrics().reconciles(&gvk, Outcome::Success) > 0).then_some(())
+    })
+    .await;
+    let lease: Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();
+    let l = lease.get("orkestra-runtime-data-platform").await.unwrap();
+    assert!(
+        l.spec
+            .and_then(|s| s.holder_identity)
+            .is_some_and(|h| h.starts_with("katalog-")),
+        "lease holder"
+    );
+    drop(running_b);
+}
