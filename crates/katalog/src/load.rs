@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use omjob_api::grammar::is_dns_label;
 use serde_json::Value;
 
 use crate::{
@@ -227,16 +228,6 @@ fn check_document(k: &Katalog, file: &Path, problems: &mut Vec<Problem>) {
             "not supported by this runtime; ignored",
         ));
     }
-}
-
-/// A DNS-1123 label: lower-case alphanumerics and '-', starting and ending alphanumeric, ≤ 63.
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 #[allow(clippy::too_many_arguments)] // the load context, passed down once

@@ -653,13 +653,34 @@ async fn failures_degrade_the_entry_and_a_fix_makes_it_healthy_while_other_crs_g
 
 #[tokio::test]
 async fn a_cr_in_a_restricted_namespace_gets_a_warning_and_no_children() {
-    let allowed = fixture::shared().namespace("katalog-ns-ok").await;
-    let fenced = fixture::shared().namespace("katalog-ns-no").await;
-    let client = allowed.client();
-    let v = Variant::new(
+    fenced_out(
         "FenceJob",
-        &format!("      restrictedNamespaces: [{}]\n", fenced.name()),
-    );
+        "katalog-ns",
+        |_, fenced| format!("      restrictedNamespaces: [{fenced}]\n"),
+        "restrictedNamespaces",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_cr_outside_the_allowed_namespaces_gets_a_warning_and_no_children() {
+    fenced_out(
+        "AllowJob",
+        "katalog-allow",
+        |allowed, _| format!("      allowedNamespaces: [{allowed}]\n"),
+        "allowedNamespaces",
+    )
+    .await;
+}
+
+/// A CR in the namespace the entry's `rule` (given the allowed and the fenced namespace) shuts
+/// out gets Ready=False and a `NamespaceNotAllowed` event naming the namespace and the rule, and
+/// neither children nor finalizers; a CR next door is reconciled.
+async fn fenced_out(kind: &str, prefix: &str, rule: impl Fn(&str, &str) -> String, rule_name: &str) {
+    let allowed = fixture::shared().namespace(&format!("{prefix}-ok")).await;
+    let fenced = fixture::shared().namespace(&format!("{prefix}-no")).await;
+    let client = allowed.client();
+    let v = Variant::new(kind, &rule(allowed.name(), fenced.name()));
     v.install(&client).await;
     let (_state, _running) = start(&client, v.config(), Arc::default()).await;
 
@@ -676,7 +697,7 @@ async fn a_cr_in_a_restricted_namespace_gets_a_warning_and_no_children() {
         r.into_iter().find(|(reason, _)| reason == "NamespaceNotAllowed")
     })
     .await;
-    assert!(events.1.contains("restrictedNamespaces"), "{events:?}");
+    assert!(events.1.contains(rule_name), "{events:?}");
     let config_maps: Api<ConfigMap> = fenced.api();
     let replica_sets: Api<ReplicaSet> = fenced.api();
     assert!(config_maps.get_opt("outside-job").await.unwrap().is_none());
@@ -688,7 +709,7 @@ async fn a_cr_in_a_restricted_namespace_gets_a_warning_and_no_children() {
 }
 
 #[tokio::test]
-async fn an_entry_listing_plain_allowed_namespaces_watches_only_those() {
+async fn with_watch_allowed_only_an_entry_listing_plain_allowed_namespaces_watches_only_those() {
     let allowed = fixture::shared().namespace("katalog-watch-ok").await;
     let other = fixture::shared().namespace("katalog-watch-no").await;
     let client = allowed.client();
@@ -697,7 +718,9 @@ async fn an_entry_listing_plain_allowed_namespaces_watches_only_those() {
         &format!("      allowedNamespaces: [{}]\n", allowed.name()),
     );
     v.install(&client).await;
-    let (state, _running) = start(&client, v.config(), Arc::default()).await;
+    let mut config = v.config();
+    config.watch_allowed_only = true;
+    let (state, _running) = start(&client, config, Arc::default()).await;
     let info = state.crd_info(&v.entry).unwrap();
     assert_eq!(info.watched_namespaces, vec![allowed.name().to_owned()]);
 

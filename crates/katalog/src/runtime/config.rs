@@ -179,6 +179,11 @@ pub struct Config {
     pub identity: String,
     /// How often an entry whose CRD is missing looks again.
     pub discovery_retry: Duration,
+    /// `WATCH_ALLOWED_NAMESPACES_ONLY=true`: an entry whose `allowedNamespaces` are plain names
+    /// watches only those namespaces, so the runtime needs no cluster-wide read of its CRs (a
+    /// Role per namespace suffices); a CR elsewhere is then never seen, and gets no warning.
+    /// Off by default: the watch is cluster-wide and such a CR gets `NamespaceNotAllowed`.
+    pub watch_allowed_only: bool,
     /// The clock of health timestamps and uptimes.
     pub clock: Arc<dyn Clock>,
 }
@@ -193,6 +198,7 @@ impl std::fmt::Debug for Config {
             .field("leader_election", &self.leader_election)
             .field("identity", &self.identity)
             .field("discovery_retry", &self.discovery_retry)
+            .field("watch_allowed_only", &self.watch_allowed_only)
             .finish_non_exhaustive()
     }
 }
@@ -209,6 +215,7 @@ impl Config {
             leader_election: None,
             identity: format!("katalog-{}", short_id()),
             discovery_retry: DEFAULT_DISCOVERY_RETRY,
+            watch_allowed_only: false,
             clock: Arc::new(SystemClock),
         }
     }
@@ -267,6 +274,17 @@ impl Config {
         if let Some(v) = get("ORKESTRA_NAMESPACE") {
             config.namespace = v;
         }
+        config.watch_allowed_only = match get("WATCH_ALLOWED_NAMESPACES_ONLY").as_deref() {
+            None | Some("false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "WATCH_ALLOWED_NAMESPACES_ONLY",
+                    value: other.to_owned(),
+                    reason: "expected true or false".to_owned(),
+                });
+            }
+        };
         let enabled = match get("LEADER_ELECTION").as_deref() {
             None | Some("true" | "1") => true,
             Some("false" | "0") => false,

@@ -2,9 +2,9 @@
 //! over `DynamicObject`s fed by our own CR reflector (so the trigger stream passes the queue
 //! [`Gate`](super::gate::Gate)) and by a reflector per child kind.
 //!
-//! The CR watch is cluster-wide, or one watch per namespace when `allowedNamespaces` lists
-//! only plain names; the per-namespace watches feed one cache, each relist replacing only its
-//! own namespace's objects.
+//! The CR watch is cluster-wide, or, with `WATCH_ALLOWED_NAMESPACES_ONLY`, one watch per
+//! namespace when `allowedNamespaces` lists only plain names; the per-namespace watches feed one
+//! cache, each relist replacing only its own namespace's objects.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -33,6 +33,7 @@ use super::{
     live::{Caches, Live},
     metrics::{Metrics, Outcome},
     reconcile::{self, Context, Stats},
+    significance::{Filter, strip},
 };
 use crate::render::MANAGED_LABEL;
 
@@ -119,7 +120,10 @@ async fn controller(
         view.insert(kind.resource.clone(), writer.as_reader());
         let api = Api::<DynamicObject>::all_with(shared.client.clone(), &kind.resource);
         let config = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
-        let stream = reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
+        let mut significant = Filter::children(&live.entry);
+        let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(strip))
+            .filter(move |event| futures::future::ready(event.as_ref().map_or(true, |e| significant.keep(e))))
+            .touched_objects();
         children.push((kind.resource, stream));
     }
     let view = Arc::new(view);
@@ -164,11 +168,13 @@ async fn controller(
         .await;
 }
 
-/// The namespaces to watch: `None` for all.
+/// The namespaces to watch: `None` for all. Only plain names can be watched one by one, and only
+/// when the runtime was told to (`WATCH_ALLOWED_NAMESPACES_ONLY`): otherwise a CR outside them
+/// must still be seen, to get its `NamespaceNotAllowed` warning.
 pub fn watched_namespaces(live: &Live) -> Vec<Option<String>> {
     let e = &live.entry;
     let plain = !e.allowed_namespaces.is_empty() && e.allowed_namespaces.iter().all(|n| !n.contains('*'));
-    if e.namespaced && plain {
+    if live.watch_allowed_only && e.namespaced && plain {
         let unique: BTreeSet<&String> = e.allowed_namespaces.iter().collect();
         unique.into_iter().map(|n| Some(n.clone())).collect()
     } else {
@@ -197,6 +203,7 @@ fn cr_triggers(
         };
         watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(strip)
             .map(move |ev| (ns.clone(), ev))
             .boxed()
     });
@@ -208,6 +215,7 @@ fn cr_triggers(
     let mut merger = Merger {
         writer,
         listing: HashMap::new(),
+        significant: Filter::crs(),
     };
     let reader = store.clone();
     let gate_live = Arc::clone(live);
@@ -235,11 +243,13 @@ fn cr_triggers(
 }
 
 /// Applies several watches' events to one cache: a relist (Init … InitDone) of one namespace
-/// removes only that namespace's objects that the list no longer holds.
+/// removes only that namespace's objects that the list no longer holds. Every event updates the
+/// cache; only the [significant](super::significance) ones go on to trigger a pass.
 struct Merger {
     writer: Writer<DynamicObject>,
     /// Keys seen during each namespace's relist in progress.
     listing: HashMap<Option<String>, BTreeSet<String>>,
+    significant: Filter,
 }
 
 impl Merger {
@@ -260,7 +270,7 @@ impl Merger {
             Event::InitApply(obj) => {
                 self.listing.entry(ns).or_default().insert(key_of(&obj));
                 self.writer.apply_watcher_event(&Event::Apply(obj.clone()));
-                vec![Ok(obj)]
+                self.trigger(obj)
             }
             Event::InitDone => {
                 let seen = self.listing.remove(&ns).unwrap_or_default();
@@ -274,18 +284,29 @@ impl Merger {
                     .map(|o| o.as_ref().clone())
                     .collect();
                 for obj in stale {
+                    self.significant.deleted(&obj);
                     self.writer.apply_watcher_event(&Event::Delete(obj));
                 }
                 Vec::new()
             }
             Event::Apply(obj) => {
                 self.writer.apply_watcher_event(&Event::Apply(obj.clone()));
-                vec![Ok(obj)]
+                self.trigger(obj)
             }
             Event::Delete(obj) => {
+                self.significant.deleted(&obj);
                 self.writer.apply_watcher_event(&Event::Delete(obj));
                 Vec::new()
             }
+        }
+    }
+
+    /// `obj` as a trigger, if it changed in a way worth a pass.
+    fn trigger(&mut self, obj: DynamicObject) -> Vec<Result<DynamicObject, watcher::Error>> {
+        if self.significant.applied(&obj) {
+            vec![Ok(obj)]
+        } else {
+            Vec::new()
         }
     }
 }

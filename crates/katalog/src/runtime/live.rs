@@ -42,6 +42,8 @@ pub struct Live {
     pub katalog: usize,
     pub health: Health,
     pub gate: Gate,
+    /// Watch only plain `allowedNamespaces` ([`Config::watch_allowed_only`](super::config::Config::watch_allowed_only)).
+    pub watch_allowed_only: bool,
     processing: AtomicU32,
     caches: RwLock<Option<Caches>>,
 }
@@ -61,6 +63,7 @@ impl Live {
         Self {
             health: Health::new(entry.failure_threshold.value),
             gate: Gate::new(entry.max_queue_depth.value),
+            watch_allowed_only: false,
             processing: AtomicU32::new(0),
             caches: RwLock::new(None),
             entry,

@@ -28,6 +28,7 @@ pub mod leader;
 pub mod live;
 pub mod metrics;
 pub mod reconcile;
+pub mod significance;
 pub mod state;
 pub mod status;
 pub mod views;
@@ -143,7 +144,9 @@ fn load_all(config: &Config) -> Result<LoadedAll, Error> {
                 });
             }
             let (entry, sources) = config.apply_defaults(entry);
-            lives.push(Arc::new(Live::new(entry, sources, index)));
+            let mut live = Live::new(entry, sources, index);
+            live.watch_allowed_only = config.watch_allowed_only;
+            lives.push(Arc::new(live));
         }
     }
     if lives.is_empty() {

@@ -33,7 +33,7 @@ pub fn page(summary: &KatalogSummary, uptime: &str) -> Dashboard {
                     } else {
                         format!("0/{} (stopped)", c.workers)
                     }),
-                    queue: Some(format!("{} / {}", c.queue_depth, c.max_queue_depth)),
+                    queue: Some(format!("{}/{}", c.queue_depth, c.max_queue_depth)),
                     resources: u64::try_from(c.resource_count).ok(),
                 }
             })

@@ -57,7 +57,7 @@ pub fn kind_of(gvk: &str) -> &str {
 /// panel has no `not started`: it is shown as `pending` with the reason saying so.
 #[must_use]
 pub fn panel_state(state: HealthState, last_error: &str) -> (omjob_panel::State, Option<String>) {
-    let error = (!last_error.is_empty()).then(|| last_error.to_owned());
+    let error = (!last_error.is_empty()).then(|| short(last_error));
     match state {
         HealthState::Healthy => (omjob_panel::State::Healthy, None),
         HealthState::Degraded => (omjob_panel::State::Degraded, error),
@@ -69,6 +69,18 @@ pub fn panel_state(state: HealthState, last_error: &str) -> (omjob_panel::State,
             omjob_panel::State::Pending,
             Some(error.map_or_else(|| "not started".to_owned(), |e| format!("not started: {e}"))),
         ),
+    }
+}
+
+/// How much of an error a badge's note shows; the CRD page's `lastError` row has all of it.
+const REASON_CHARS: usize = 160;
+
+/// `text`'s first line, cut to [`REASON_CHARS`] characters (API errors can run to a screenful).
+fn short(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
     }
 }
 

@@ -241,7 +241,7 @@ async fn a_degraded_entry_stands_out_on_the_dashboard_with_its_reason() {
     assert!(html.contains(r#"<tr class="degraded" data-crd="data-job">"#));
     assert!(html.contains(r#"data-state="degraded""#));
     assert!(html.contains("replicas: must be &gt;= 0"));
-    assert!(html.contains("<td class=\"num\">0 / 100</td>"), "queue column");
+    assert!(html.contains("<td class=\"num\">0/100</td>"), "queue column");
     let page = data_job_page(&state);
     assert_eq!(page.state, omjob_panel::State::Degraded);
     let health = page
@@ -460,4 +460,16 @@ async fn the_routes_are_read_only_carry_the_policy_and_answer_404_in_the_panel()
     let (code, headers, _) = get(&app, "GET", assets::CSS_PATH).await;
     assert_eq!(code, StatusCode::OK);
     assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
+}
+
+#[test]
+fn a_long_error_is_cut_in_the_badge_note_and_kept_whole_elsewhere() {
+    let long = format!("failed to apply ReplicaSet: {}", "é".repeat(400));
+    let (state, reason) = panel_state(HealthState::Degraded, &long);
+    assert_eq!(state, omjob_panel::State::Degraded);
+    let reason = reason.unwrap();
+    assert_eq!(reason.chars().count(), REASON_CHARS + 1);
+    assert!(reason.ends_with('…'));
+    let (_, reason) = panel_state(HealthState::NotStarted, "");
+    assert_eq!(reason.as_deref(), Some("not started"));
 }
