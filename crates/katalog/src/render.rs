@@ -89,6 +89,10 @@ pub struct Child {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rendered {
     pub children: Vec<Child>,
+    /// Children kept in sync (`onReconcile`, or `reconcile: true`) whose conditions are false
+    /// now: the runtime deletes each one it finds owned by the CR (§4.3), unless another entry
+    /// renders the same object.
+    pub unwanted: Vec<Child>,
     pub notes: Vec<String>,
 }
 
@@ -443,8 +447,30 @@ impl<'a> Ctx<'a> {
                     let common = item.common();
                     for scope in self.expand(cr, &common, &format!("{}.{}[{i}]", phase.as_str(), $list))? {
                         if !scope.passes(common.when, common.or)? {
-                            out.notes
-                                .push(format!("{}: conditions are false; skipped", scope.at));
+                            let kept = update || common.reconcile;
+                            out.notes.push(format!(
+                                "{}: conditions are false; skipped{}",
+                                scope.at,
+                                if kept {
+                                    " (and deleted if it exists)"
+                                } else {
+                                    ""
+                                }
+                            ));
+                            // Rendered only to know which object to delete; a template that
+                            // cannot render without its conditions names nothing to delete.
+                            #[allow(clippy::redundant_closure_call)]
+                            let objects: Result<Vec<Value>, Error> = ($build)(&scope, item);
+                            if let (true, Ok(objects)) = (kept, objects) {
+                                for object in objects {
+                                    out.unwanted.push(Child {
+                                        phase,
+                                        source: scope.at.clone(),
+                                        updated: true,
+                                        object,
+                                    });
+                                }
+                            }
                             continue;
                         }
                         #[allow(clippy::redundant_closure_call)]

@@ -11,6 +11,10 @@
 //! uses its own kind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{Running, eventually_every};
+
 use std::{
     path::PathBuf,
     sync::Arc,
@@ -24,7 +28,7 @@ use k8s_openapi::{
 use katalog::runtime::{self, config::Config};
 use kube::{
     Api, Client,
-    api::{ApiResource, DeleteParams, DynamicObject, PostParams},
+    api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
     core::GroupVersionKind,
 };
 use omjob_testbed::{
@@ -33,6 +37,15 @@ use omjob_testbed::{
 };
 use serde_json::{Value, json};
 
+/// [`eventually_every`] 200 ms: a browser poll costs more than an API read.
+async fn eventually_200ms<T, F, Fut>(what: &str, limit: Duration, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_every(what, limit, Duration::from_millis(200), probe).await
+}
+
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/katalog");
 const LIMIT: Duration = Duration::from_secs(60);
 const SCREENSHOTS: &str = "katalog_panel_browser";
@@ -40,15 +53,6 @@ const SCREENSHOTS: &str = "katalog_panel_browser";
 const REFRESH: Duration = Duration::from_secs(omjob_panel::layout::DEFAULT_REFRESH_SECONDS as u64);
 const SCRIPT_PAYLOAD: &str = "<script>window.__xss=1</script>";
 const IMG_PAYLOAD: &str = "\"><img src=x onerror=window.__xss=2>";
-
-/// Aborts the in-process runtime when dropped, pass or fail.
-struct Running(tokio::task::JoinHandle<Result<(), runtime::Error>>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// A runtime serving the panel, with the files it was started from.
 struct Panel {
@@ -137,25 +141,9 @@ async fn create(client: &Client, ns: &str, kind: &str, name: &str, edit: impl Fn
         .unwrap();
 }
 
-/// Polls `probe` every 200 ms until it yields a value; fails the test after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Waits until the runtime reports `name` Ready=True with both children cached.
 async fn wait_settled(p: &Panel, ns: &str, name: &str) {
-    eventually(&format!("{name} ready with its children"), LIMIT, || async {
+    eventually_200ms(&format!("{name} ready with its children"), LIMIT, || async {
         let cr = p.state.cr("data-job", Some(ns), name).await.ok()?;
         let ready = cr.status["conditions"]
             .as_array()?
@@ -168,18 +156,8 @@ async fn wait_settled(p: &Panel, ns: &str, name: &str) {
 
 /// Runs `script` with `args`; the page's live refresh may swap `<main>` at any moment, so each
 /// read is one script (never a found element read later, which could be stale).
-async fn run(b: &Browser, script: &str, args: Vec<Value>) -> Value {
-    b.client().execute(script, args).await.unwrap()
-}
-
 async fn find_text(b: &Browser, css: &str) -> Option<String> {
-    let v = run(
-        b,
-        "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : null;",
-        vec![json!(css)],
-    )
-    .await;
-    v.as_str().map(str::to_owned)
+    b.text(css).await.unwrap()
 }
 
 async fn text(b: &Browser, css: &str) -> String {
@@ -189,38 +167,19 @@ async fn text(b: &Browser, css: &str) -> String {
 }
 
 async fn count(b: &Browser, css: &str) -> usize {
-    let v = run(
-        b,
-        "return document.querySelectorAll(arguments[0]).length;",
-        vec![json!(css)],
-    )
-    .await;
-    usize::try_from(v.as_u64().unwrap()).unwrap()
+    b.count(css).await.unwrap()
 }
 
 async fn attr(b: &Browser, css: &str, name: &str) -> Option<String> {
-    let v = run(
-        b,
-        "const e = document.querySelector(arguments[0]); \
-         if (!e) { throw new Error('no element ' + arguments[0]); } \
-         return e.getAttribute(arguments[1]);",
-        vec![json!(css), json!(name)],
-    )
-    .await;
-    v.as_str().map(str::to_owned)
+    b.attr(css, name).await.unwrap()
 }
 
 async fn eval_str(b: &Browser, script: &str) -> String {
-    b.eval(script)
-        .await
-        .unwrap()
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    b.eval_string(script).await.unwrap()
 }
 
 fn errors(log: &[ConsoleEntry]) -> Vec<&ConsoleEntry> {
-    log.iter().filter(|e| e.is_error()).collect()
+    ConsoleEntry::errors(log)
 }
 
 /// The rows of the table under `css` as cell texts.
@@ -436,7 +395,7 @@ async fn the_data_job_page_shows_seed_004_with_the_running_runtimes_values() {
 }
 
 #[tokio::test]
-async fn an_instance_page_shows_a_replicaset_deleted_by_hand_and_then_repaired() {
+async fn an_instance_page_shows_a_replicaset_deleted_by_hand_as_missing_then_present_after_the_repair() {
     let ns = fixture::shared().namespace("katalog-panel-repair").await;
     let client = ns.client();
     let p = start(&ns, "DataJob", "data-job", |_| {}).await;
@@ -464,6 +423,32 @@ async fn an_instance_page_shows_a_replicaset_deleted_by_hand_and_then_repaired()
     assert!(spec.contains("image: python:3.12-slim"), "{spec}");
     b.screenshot("katalog-instance").await.unwrap();
 
+    // The runtime repairs a deleted child within milliseconds, faster than any page refresh.
+    // So that the page can be seen showing it missing, the DataJob is first broken: with
+    // `parallelism: "-1"` the API server refuses the ReplicaSet, so the deleted one stays gone
+    // until the spec is fixed.
+    let jobs: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &resource("DataJob"));
+    let set_parallelism = |value: &'static str| {
+        let jobs = jobs.clone();
+        async move {
+            jobs.patch(
+                "backfill-job",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"parallelism": value}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let ready_is = |want: &'static str| {
+        let jobs = jobs.clone();
+        async move {
+            let cr = jobs.get("backfill-job").await.unwrap();
+            (cr.data["status"]["conditions"][0]["status"] == want).then_some(())
+        }
+    };
+    set_parallelism("-1").await;
+    eventually_200ms("the broken DataJob Ready=False", LIMIT, || ready_is("False")).await;
     let replica_sets: Api<ReplicaSet> = ns.api();
     let old = replica_sets
         .get("backfill-job-worker")
@@ -476,36 +461,27 @@ async fn an_instance_page_shows_a_replicaset_deleted_by_hand_and_then_repaired()
         .await
         .unwrap();
     let replica_set = r#"tr[data-child="backfill-job-worker"] td:last-child"#;
-    // Poll the page as its live refresh rewrites it: "missing" may show while the runtime
-    // repairs; the test ends once the repaired ReplicaSet exists and a refresh after that shows
-    // it present.
-    let mut saw_missing = false;
-    let mut repaired = false;
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let shown = find_text(&b, replica_set).await.unwrap_or_default();
-        saw_missing |= shown == "missing";
-        if !repaired {
-            repaired = replica_sets
-                .get_opt("backfill-job-worker")
-                .await
-                .unwrap()
-                .is_some_and(|rs| rs.metadata.uid != old && rs.metadata.deletion_timestamp.is_none());
-            if repaired {
-                // What the page shows from here on was rendered after the repair.
-                next_refresh(&b).await;
-                continue;
-            }
-        } else if shown == "present" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the ReplicaSet never showed present again (repaired: {repaired}, shown: {shown:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    println!("saw the ReplicaSet missing between deletion and repair: {saw_missing}");
+    // The page's own live refresh shows it missing.
+    eventually_200ms("the page showing the ReplicaSet missing", LIMIT, || async {
+        (find_text(&b, replica_set).await.as_deref() == Some("missing")).then_some(())
+    })
+    .await;
+    b.screenshot("katalog-instance-missing").await.unwrap();
+
+    set_parallelism("3").await;
+    eventually_200ms("the ReplicaSet recreated", LIMIT, || async {
+        replica_sets
+            .get_opt("backfill-job-worker")
+            .await
+            .unwrap()
+            .filter(|rs| rs.metadata.uid != old && rs.metadata.deletion_timestamp.is_none())
+    })
+    .await;
+    eventually_200ms("the page showing the ReplicaSet present again", LIMIT, || async {
+        (find_text(&b, replica_set).await.as_deref() == Some("present")).then_some(())
+    })
+    .await;
+    eventually_200ms("the repaired DataJob Ready=True", LIMIT, || ready_is("True")).await;
     assert_eq!(
         text(&b, r#"tr[data-child="backfill-job-job"] td:last-child"#).await,
         "present"
@@ -537,7 +513,7 @@ async fn a_failing_crd_turns_the_dashboard_badge_degraded_within_one_live_refres
         cr["spec"]["parallelism"] = json!("-1");
     })
     .await;
-    eventually("the runtime reports degraded", LIMIT, || async {
+    eventually_200ms("the runtime reports degraded", LIMIT, || async {
         let h = p.state.crd_health("panel-fail-job")?;
         (h.state == runtime::health::State::Degraded).then_some(())
     })

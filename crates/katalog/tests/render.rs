@@ -324,3 +324,22 @@ fn status_fields_are_strings_and_the_last_passing_entry_wins() {
         "children are read back through the cluster view"
     );
 }
+
+#[test]
+fn a_kept_child_whose_conditions_are_false_is_rendered_as_unwanted_and_an_oncreate_one_is_not() {
+    let (_d, e) = entry(
+        "      operatorBox:\n        onReconcile:\n          configMaps:\n            - name: \"{{ .metadata.name }}-debug\"\n              when: [{field: spec.debug, equals: \"true\"}]\n        onCreate:\n          configMaps:\n            - name: \"{{ .metadata.name }}-seed\"\n              when: [{field: spec.debug, equals: \"true\"}]\n",
+    );
+    let on = render(&e, &cr(json!({"debug": "true"})));
+    assert_eq!(names(&on), ["ConfigMap/site-seed", "ConfigMap/site-debug"]);
+    assert!(on.unwanted.is_empty());
+    let off = render(&e, &cr(json!({"debug": "false"})));
+    assert!(names(&off).is_empty());
+    // Only the kept (onReconcile) one is to be deleted; an onCreate child is left as it is.
+    let unwanted: Vec<&str> = off
+        .unwanted
+        .iter()
+        .map(|c| c.object["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(unwanted, ["site-debug"]);
+}

@@ -2,6 +2,10 @@
 //! Katalog reconciling the sample DataJob, from first sight to deletion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{Running, eventually};
+
 use std::{
     path::Path,
     sync::Arc,
@@ -29,36 +33,11 @@ use serde_json::{Value, json};
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/katalog");
 const CR: &str = "backfill-job";
 
-/// Aborts the in-process runtime when the test ends, pass or fail.
-struct Running(tokio::task::JoinHandle<Result<(), runtime::Error>>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The runtime's defaults for `katalog`, its HTTP API on a free local port.
 fn local(katalog: std::path::PathBuf) -> runtime::config::Config {
     let mut config = runtime::config::Config::new(vec![katalog]);
     config.listen = ([127, 0, 0, 1], 0).into();
     config
-}
-
-/// Polls `probe` every 100 ms until it yields a value; fails the test after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn assert_owned_by_the_cr(meta: &ObjectMeta, uid: &str) {

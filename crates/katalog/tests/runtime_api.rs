@@ -7,10 +7,14 @@
 //! kind; only the HTTP test uses DataJob itself.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{Running, eventually};
+
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use k8s_openapi::{
@@ -39,31 +43,6 @@ const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/kata
 const LIMIT: Duration = Duration::from_secs(45);
 /// Verbs that change something on the API server.
 const WRITES: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
-
-/// Aborts the in-process runtime when dropped, pass or fail.
-struct Running(tokio::task::JoinHandle<Result<(), runtime::Error>>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Polls `probe` every 100 ms until it yields a value; fails the test after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The example DataJob Katalog and CRD under `kind` (`SteadyJob`, entry `steady-job`).
 struct Variant {
@@ -932,4 +911,71 @@ async fn of_two_replicas_only_the_leader_writes_and_the_standby_takes_over() {
         "lease holder"
     );
     drop(running_b);
+}
+
+#[tokio::test]
+async fn a_kept_child_whose_condition_turns_false_is_deleted_and_comes_back_when_it_is_true() {
+    let ns = fixture::shared().namespace("katalog-when").await;
+    let client = ns.client();
+    let v = Variant::new("WhenJob", "");
+    // An onReconcile ConfigMap that exists only while `spec.debug` is "true" (§4.3: a kept
+    // child whose condition is false is deleted if it is the CR's).
+    let file = v.katalog();
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "        onCreate:\n",
+        "        onReconcile:\n          configMaps:\n            - name: \"{{ .metadata.name }}-debug\"\n              when:\n                - field: spec.debug\n                  equals: \"true\"\n              data:\n                LEVEL: debug\n        onCreate:\n",
+    );
+    std::fs::write(&file, text).unwrap();
+    v.install(&client).await;
+    let (_state, _running) = start(&client, v.config(), Arc::default()).await;
+
+    let jobs = v.api(&client, ns.name());
+    let config_maps: Api<ConfigMap> = ns.api();
+    let replica_sets: Api<ReplicaSet> = ns.api();
+    v.create(&client, ns.name(), "cond", "1").await;
+    wait_ready(&jobs, "cond", "True").await;
+    assert!(
+        config_maps.get_opt("cond-debug").await.unwrap().is_none(),
+        "created while false"
+    );
+
+    let debug = |value: &'static str| {
+        let jobs = jobs.clone();
+        async move {
+            jobs.patch(
+                "cond",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"debug": value}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    debug("true").await;
+    let first = eventually("the debug ConfigMap created", LIMIT, || async {
+        config_maps.get_opt("cond-debug").await.unwrap()
+    })
+    .await;
+    assert_eq!(first.data.unwrap()["LEVEL"], "debug");
+
+    debug("false").await;
+    eventually("the debug ConfigMap deleted", LIMIT, || async {
+        config_maps
+            .get_opt("cond-debug")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Only that child: the others stay.
+    assert!(config_maps.get_opt("cond-job").await.unwrap().is_some());
+    assert!(replica_sets.get_opt("cond-worker").await.unwrap().is_some());
+
+    debug("true").await;
+    let again = eventually("the debug ConfigMap back", LIMIT, || async {
+        config_maps.get_opt("cond-debug").await.unwrap()
+    })
+    .await;
+    assert_ne!(again.metadata.uid, first.metadata.uid);
 }

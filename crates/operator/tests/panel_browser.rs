@@ -14,7 +14,6 @@ use common::{
     process::{OperatorProcess, Options, free_port},
     wait_phase,
 };
-use fantoccini::Locator;
 use kube::{Api, api::PostParams};
 use omjob_api::{CronOMJob, Phase};
 use omjob_testbed::browser::{Browser, ConsoleEntry};
@@ -93,40 +92,26 @@ async fn http_get(port: u16, path: &str, method: &str) -> Option<(u16, String, S
 }
 
 async fn text(b: &Browser, css: &str) -> String {
-    b.client()
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no element {css}: {e}"))
-        .text()
+    b.text(css)
         .await
         .unwrap()
+        .unwrap_or_else(|| panic!("no element {css}"))
 }
 
 async fn count(b: &Browser, css: &str) -> usize {
-    b.client().find_all(Locator::Css(css)).await.unwrap().len()
+    b.count(css).await.unwrap()
 }
 
 async fn attr(b: &Browser, css: &str, name: &str) -> Option<String> {
-    b.client()
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .attr(name)
-        .await
-        .unwrap()
+    b.attr(css, name).await.unwrap()
 }
 
 async fn eval_str(b: &Browser, script: &str) -> String {
-    b.eval(script)
-        .await
-        .unwrap()
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    b.eval_string(script).await.unwrap()
 }
 
 fn errors(log: &[ConsoleEntry]) -> Vec<&ConsoleEntry> {
-    log.iter().filter(|e| e.is_error()).collect()
+    ConsoleEntry::errors(log)
 }
 
 #[tokio::test]

@@ -99,6 +99,12 @@ impl ConsoleEntry {
     pub fn is_error(&self) -> bool {
         self.level == "SEVERE"
     }
+
+    /// The entries of `log` that are errors.
+    #[must_use]
+    pub fn errors(log: &[Self]) -> Vec<&Self> {
+        log.iter().filter(|e| e.is_error()).collect()
+    }
 }
 
 /// chromedriver's log command: `POST /session/{id}/se/log {"type": "browser"}`.
@@ -242,6 +248,69 @@ impl Browser {
             .execute(script, vec![])
             .await
             .map_err(command("execute"))
+    }
+
+    /// Runs `script` with `args` (`arguments[0]`, …) in the page and returns its result.
+    ///
+    /// # Errors
+    /// The script threw or the command failed.
+    pub async fn call(&self, script: &str, args: Vec<Value>) -> Result<Value, BrowserError> {
+        self.client
+            .execute(script, args)
+            .await
+            .map_err(command("execute"))
+    }
+
+    /// The trimmed `innerText` of the first element matching `css`; `None` when none does.
+    ///
+    /// # Errors
+    /// The command failed.
+    pub async fn text(&self, css: &str) -> Result<Option<String>, BrowserError> {
+        let v = self
+            .call(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : null;",
+                vec![Value::from(css)],
+            )
+            .await?;
+        Ok(v.as_str().map(str::to_owned))
+    }
+
+    /// How many elements match `css`.
+    ///
+    /// # Errors
+    /// The command failed.
+    pub async fn count(&self, css: &str) -> Result<usize, BrowserError> {
+        let v = self
+            .call(
+                "return document.querySelectorAll(arguments[0]).length;",
+                vec![Value::from(css)],
+            )
+            .await?;
+        Ok(v.as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or(0))
+    }
+
+    /// Attribute `name` of the first element matching `css` (`None` when it has none).
+    ///
+    /// # Errors
+    /// No element matches, or the command failed.
+    pub async fn attr(&self, css: &str, name: &str) -> Result<Option<String>, BrowserError> {
+        let v = self
+            .call(
+                "const e = document.querySelector(arguments[0]); \
+                 if (!e) { throw new Error('no element ' + arguments[0]); } \
+                 return e.getAttribute(arguments[1]);",
+                vec![Value::from(css), Value::from(name)],
+            )
+            .await?;
+        Ok(v.as_str().map(str::to_owned))
+    }
+
+    /// `script`'s result as a string (empty when it is not one).
+    ///
+    /// # Errors
+    /// The script threw or the command failed.
+    pub async fn eval_string(&self, script: &str) -> Result<String, BrowserError> {
+        Ok(self.eval(script).await?.as_str().unwrap_or_default().to_owned())
     }
 
     /// Captures the whole page (the window is stretched to the page's height first) as

@@ -10,7 +10,6 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -24,7 +23,6 @@ use nix::{
 use omjob_testbed::Testbed;
 
 use super::operator_process::Memory;
-use crate::{cargo, workspace_root};
 
 /// How long a started runtime may take to answer `/ready`.
 const START_LIMIT: Duration = Duration::from_secs(60);
@@ -46,53 +44,6 @@ pub struct KatalogOptions {
     pub release: bool,
 }
 
-/// Builds the `katalog` binary (once per xtask process and profile) and returns its path.
-///
-/// # Errors
-/// When cargo fails or reports no executable.
-pub fn katalog_binary(release: bool) -> anyhow::Result<PathBuf> {
-    static RELEASE: OnceLock<PathBuf> = OnceLock::new();
-    static DEBUG: OnceLock<PathBuf> = OnceLock::new();
-    let (built, mode) = if release {
-        (&RELEASE, "release")
-    } else {
-        (&DEBUG, "debug")
-    };
-    if let Some(path) = built.get() {
-        return Ok(path.clone());
-    }
-    let mut args = vec!["build"];
-    if release {
-        args.push("--release");
-    }
-    args.extend([
-        "--package",
-        "katalog",
-        "--bin",
-        "katalog",
-        "--message-format=json",
-    ]);
-    let what = format!("cargo {}", args[..args.len() - 1].join(" "));
-    crate::step(&format!("Building the Katalog runtime in {mode} mode ({what})"));
-    let out = cargo()
-        .args(&args)
-        .current_dir(workspace_root()?)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {what}"))?;
-    if !out.status.success() {
-        bail!("{what} failed ({})", out.status);
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let path = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "katalog")
-        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-        .context("cargo build reported no katalog executable")?;
-    Ok(built.get_or_init(|| path).clone())
-}
-
 /// A running `katalog run`.
 #[derive(Debug)]
 pub struct KatalogProcess {
@@ -108,7 +59,7 @@ impl KatalogProcess {
     /// # Errors
     /// When the build or the spawn fails, or the runtime exits or is not ready within a minute.
     pub async fn start(testbed: &Testbed, opts: &KatalogOptions) -> anyhow::Result<Self> {
-        let binary = katalog_binary(opts.release)?;
+        let binary = super::artifact::binary("katalog", "the Katalog runtime", opts.release)?;
         let port = TcpListener::bind(("127.0.0.1", 0))
             .and_then(|l| l.local_addr())
             .context("finding a free port")?

@@ -12,7 +12,6 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -24,8 +23,6 @@ use nix::{
     unistd::{Pid, SysconfVar, sysconf},
 };
 use omjob_testbed::Testbed;
-
-use crate::{cargo, workspace_root};
 
 /// How long a started operator may take to answer its readiness endpoint.
 const START_LIMIT: Duration = Duration::from_secs(60);
@@ -105,55 +102,6 @@ impl Memory {
     }
 }
 
-/// Builds `omjob-operator` (in release mode when `release`, once per xtask process and profile)
-/// and returns the binary's path.
-///
-/// # Errors
-/// When cargo fails or reports no executable.
-pub fn operator_binary(release: bool) -> anyhow::Result<PathBuf> {
-    static RELEASE: OnceLock<PathBuf> = OnceLock::new();
-    static DEBUG: OnceLock<PathBuf> = OnceLock::new();
-    let (built, mode) = if release {
-        (&RELEASE, "release")
-    } else {
-        (&DEBUG, "debug")
-    };
-    if let Some(path) = built.get() {
-        return Ok(path.clone());
-    }
-    let mut args = vec!["build"];
-    if release {
-        args.push("--release");
-    }
-    args.extend([
-        "--package",
-        "omjob-operator",
-        "--bin",
-        "omjob-operator",
-        "--message-format=json",
-    ]);
-    let what = format!("cargo {}", args[..args.len() - 1].join(" "));
-    crate::step(&format!("Building omjob-operator in {mode} mode ({what})"));
-    // cargo prints the artifact paths as JSON, so a CARGO_TARGET_DIR elsewhere is found too.
-    let out = cargo()
-        .args(&args)
-        .current_dir(workspace_root()?)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {what}"))?;
-    if !out.status.success() {
-        bail!("{what} failed ({})", out.status);
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let path = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "omjob-operator")
-        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-        .context("cargo build reported no omjob-operator executable")?;
-    Ok(built.get_or_init(|| path).clone())
-}
-
 /// A running (or killed) operator process.
 #[derive(Debug)]
 pub struct OperatorProcess {
@@ -175,7 +123,7 @@ impl OperatorProcess {
     /// within a minute.
     pub async fn start(testbed: &Testbed, opts: OperatorOptions, started: Started) -> anyhow::Result<Self> {
         let mut op = Self {
-            binary: operator_binary(opts.release)?,
+            binary: super::artifact::binary("omjob-operator", "omjob-operator", opts.release)?,
             kubeconfig: testbed.control_plane().kubeconfig().to_owned(),
             opts,
             started,

@@ -167,6 +167,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to delete {child}, whose conditions are false: {source}")]
+    DeleteChild {
+        child: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("failed to add finalizers: {0}")]
     AddFinalizers(#[source] kube::Error),
     #[error("failed to patch the CR's labels and annotations: {0}")]
@@ -182,6 +188,7 @@ pub enum Error {
 struct Changes {
     created: Vec<String>,
     repaired: Vec<String>,
+    deleted: Vec<String>,
 }
 
 /// The CR named for messages: `<ns>/<name>`, or `<name>` when cluster-scoped.
@@ -320,8 +327,13 @@ async fn pass(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Erro
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&key);
-            if !changes.created.is_empty() || !changes.repaired.is_empty() || status_written {
-                tracing::info!(cr = %key, created = ?changes.created, repaired = ?changes.repaired, "reconciled");
+            if !changes.created.is_empty()
+                || !changes.repaired.is_empty()
+                || !changes.deleted.is_empty()
+                || status_written
+            {
+                tracing::info!(cr = %key, created = ?changes.created, repaired = ?changes.repaired,
+                    deleted = ?changes.deleted, "reconciled");
                 // Only a pass that wrote something gets an event: Orkestra emits one per pass
                 // and leans on the recorder's aggregation; every resync would be an API write.
                 events::publish(
@@ -500,7 +512,67 @@ async fn children(
     for child in &rendered.children {
         ensure(ctx, child, &child.object, &mut changes).await?;
     }
+    let cr_uid = cr["metadata"]["uid"].as_str().unwrap_or_default();
+    let cr_name = cr["metadata"]["name"].as_str().unwrap_or_default();
+    for child in &rendered.unwanted {
+        remove(ctx, &rendered, child, cr_name, cr_uid, &mut changes).await?;
+    }
     Ok((rendered, changes))
+}
+
+/// Deletes a kept-in-sync child whose conditions turned false (§4.3), if it exists and is the
+/// CR's: labelled `orkestra-owner=<cr>` and not controlled by anything else. Another entry
+/// that renders the same object (the usual "this variant or that one" pair) keeps it.
+async fn remove(
+    ctx: &Context,
+    rendered: &render::Rendered,
+    child: &Child,
+    cr_name: &str,
+    cr_uid: &str,
+    changes: &mut Changes,
+) -> Result<(), Error> {
+    let t = target(ctx, &child.object)?;
+    let same = |o: &Value| {
+        o["apiVersion"] == child.object["apiVersion"]
+            && o["kind"] == child.object["kind"]
+            && o["metadata"]["name"] == child.object["metadata"]["name"]
+            && o["metadata"]["namespace"] == child.object["metadata"]["namespace"]
+    };
+    if rendered.children.iter().any(|c| same(&c.object)) {
+        return Ok(());
+    }
+    let Some(cached) = ctx.view.get(&t.object_ref) else {
+        return Ok(());
+    };
+    let labelled = cached["metadata"]["labels"][render::OWNER_LABEL].as_str() == Some(cr_name);
+    let controlled_elsewhere = cached["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["controller"] == true && r["uid"].as_str() != Some(cr_uid))
+        });
+    if !labelled || controlled_elsewhere {
+        return Ok(());
+    }
+    match t
+        .api
+        .delete(&t.object_ref.name, &kube::api::DeleteParams::background())
+        .await
+    {
+        Ok(_) => {
+            ctx.applied
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&t.key);
+            changes.deleted.push(t.label);
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::DeleteChild {
+            child: t.label,
+            source,
+        }),
+    }
 }
 
 /// Where a child lives.

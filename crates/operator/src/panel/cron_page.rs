@@ -7,7 +7,7 @@ use kube::{Api, Resource as _, ResourceExt as _, api::ListParams};
 use omjob_api::{CronOMJob, OMJob, Phase, schedule::Schedule};
 use omjob_panel::{
     InstanceList, InstancePage, NextSlots, Timeline, Tone,
-    instance::{ChildRow, InstanceRow, Status},
+    instance::{ChildRow, Status},
     slots::Slot,
     timeline::{Bar, Outcome},
 };
@@ -63,25 +63,9 @@ pub async fn list(state: &PanelState) -> Result<InstanceList, kube::Error> {
                     cron_status(cron),
                     format!("{} ({})", cron.spec.schedule, cron.spec.time_zone_or_default()),
                 ),
-                Err(bad) => (
-                    Status {
-                        label: "InvalidSpec".to_owned(),
-                        tone: Tone::Bad,
-                    },
-                    bad.error.to_string(),
-                ),
+                Err(bad) => (read::invalid_spec(), bad.error.to_string()),
             };
-            InstanceRow {
-                namespace: meta.namespace.clone(),
-                name: meta.name.clone().unwrap_or_default(),
-                status,
-                summary,
-                created: meta
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| read::time(t.0))
-                    .unwrap_or_default(),
-            }
+            read::instance_row(meta, status, summary)
         })
         .collect();
     Ok(InstanceList {

@@ -12,7 +12,7 @@ use kube::{Api, Resource as _};
 use omjob_api::{OMJob, Phase, names};
 use omjob_panel::{
     InstanceList, InstancePage, Timeline, Tone,
-    instance::{ChildRow, ConditionRow, InstanceRow, LogTail, Stage, Status},
+    instance::{ChildRow, ConditionRow, LogTail, Stage, Status},
     timeline::{Bar, Outcome},
 };
 
@@ -54,25 +54,9 @@ pub async fn list(state: &PanelState) -> Result<InstanceList, kube::Error> {
                         st.and_then(|s| s.message.clone()).unwrap_or_default(),
                     )
                 }
-                Err(bad) => (
-                    Status {
-                        label: "InvalidSpec".to_owned(),
-                        tone: Tone::Bad,
-                    },
-                    bad.error.to_string(),
-                ),
+                Err(bad) => (read::invalid_spec(), bad.error.to_string()),
             };
-            InstanceRow {
-                namespace: meta.namespace.clone(),
-                name: meta.name.clone().unwrap_or_default(),
-                status,
-                summary,
-                created: meta
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| read::time(t.0))
-                    .unwrap_or_default(),
-            }
+            read::instance_row(meta, status, summary)
         })
         .collect();
     Ok(InstanceList {

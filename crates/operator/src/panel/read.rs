@@ -3,12 +3,18 @@
 
 use std::fmt::Debug;
 
-use k8s_openapi::{NamespaceResourceScope, api::core::v1::Event, jiff::Timestamp};
+use k8s_openapi::{
+    NamespaceResourceScope, api::core::v1::Event, apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    jiff::Timestamp,
+};
 use kube::{
     Api, Client, Resource,
     api::{ListParams, LogParams},
 };
-use omjob_panel::instance::{EventRow, LogTail};
+use omjob_panel::{
+    Tone,
+    instance::{EventRow, InstanceRow, LogTail, Status},
+};
 use serde::de::DeserializeOwned;
 
 use crate::config::WatchNamespaces;
@@ -17,6 +23,31 @@ use crate::config::WatchNamespaces;
 pub const LOG_LINES: i64 = 20;
 /// How many events an instance page shows.
 pub const EVENTS: usize = 15;
+
+/// The status shown for an object that does not decode (it is listed, not dropped).
+#[must_use]
+pub fn invalid_spec() -> Status {
+    Status {
+        label: "InvalidSpec".to_owned(),
+        tone: Tone::Bad,
+    }
+}
+
+/// An instance-list row for the object with `meta`.
+#[must_use]
+pub fn instance_row(meta: &ObjectMeta, status: Status, summary: String) -> InstanceRow {
+    InstanceRow {
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone().unwrap_or_default(),
+        status,
+        summary,
+        created: meta
+            .creation_timestamp
+            .as_ref()
+            .map(|t| time(t.0))
+            .unwrap_or_default(),
+    }
+}
 
 /// Every `K` in the watched namespaces.
 ///
