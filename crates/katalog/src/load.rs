@@ -2,6 +2,7 @@
 //! folded into the classic ones, motif expansion, the simple checks, and template parsing.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -73,6 +74,10 @@ pub struct Entry {
     pub namespace: Option<String>,
     pub allowed_namespaces: Vec<String>,
     pub restricted_namespaces: Vec<String>,
+    /// `labelSelector`: only CRs with these labels are watched.
+    pub label_selector: BTreeMap<String, String>,
+    /// `fieldSelector`: only CRs whose fields match are watched (e.g. `metadata.name`).
+    pub field_selector: BTreeMap<String, String>,
     pub workers: Setting<u32>,
     pub resync: Setting<Duration>,
     pub max_queue_depth: Setting<u32>,
@@ -470,6 +475,8 @@ fn resolve(
         namespace: if namespaced { e.namespace.clone() } else { None },
         allowed_namespaces: e.allowed_namespaces.clone(),
         restricted_namespaces: e.restricted_namespaces.clone(),
+        label_selector: e.label_selector.clone(),
+        field_selector: e.field_selector.clone(),
         workers: Setting::pick([e.workers, tuning.workers], DEFAULT_WORKERS),
         resync: Setting::pick(
             [e.resync.map(|d| d.0), tuning.resync.map(|d| d.0)],

@@ -4,6 +4,9 @@
 //! This is the desired state only: what exists in the cluster (create-if-absent for `onCreate`,
 //! server-side apply for `onReconcile`) is the business of [`crate::runtime`].
 
+use std::{cell::RefCell, collections::HashMap, time::Duration};
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 
 use crate::{
@@ -15,6 +18,11 @@ use crate::{
     },
     template::{self, Engine},
 };
+
+/// Annotation on a `once` Secret: when its values were rendered (RFC 3339 UTC).
+pub const GENERATED_AT: &str = "orkestra.orkspace.io/generated-at";
+/// Annotation on a `once` Secret with `rotateAfter`: the rotation period as written.
+pub const ROTATE_AFTER: &str = "orkestra.orkspace.io/rotate-after";
 
 /// Label on every child (and the CR): `"true"`.
 pub const MANAGED_LABEL: &str = "orkestra.orkspace.io/managed";
@@ -83,6 +91,113 @@ pub struct Child {
     /// Whether the runtime would keep it updated (`onReconcile` or `reconcile: true`).
     pub updated: bool,
     pub object: Value,
+    /// Set for a `once` Secret in create mode (§2.6): what the runtime does with it.
+    pub once: Option<Once>,
+}
+
+/// What happens to a `once` Secret (§4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Once {
+    /// Missing: rendered, to be created with its `generated-at` annotation.
+    Create,
+    /// Exists and is kept: its templates were not rendered, the object holds only metadata.
+    /// `rotate_at` is when `rotateAfter` runs out, if it is set.
+    Keep { rotate_at: Option<Timestamp> },
+    /// Exists but `rotateAfter` has run out: rendered anew, to replace the existing one.
+    Rotate,
+}
+
+/// Whether a `once` Secret generated at `generated_at` (its annotation) is due for rotation
+/// after `rotate_after` at `now`: `Ok(None)` never (no `rotateAfter`), `Ok(Some(t))` at `t`
+/// (later than `now`), `Err(())` due now. A Secret whose annotation is missing or unreadable
+/// is due: its age is unknown, and rotation is what the Katalog asked for.
+#[allow(clippy::result_unit_err)] // a two-way answer, not an error
+pub fn rotation(
+    generated_at: Option<&str>,
+    rotate_after: Option<Duration>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, ()> {
+    let Some(period) = rotate_after else {
+        return Ok(None);
+    };
+    let Some(at) = generated_at.and_then(|t| t.parse::<Timestamp>().ok()) else {
+        return Err(());
+    };
+    let period = SignedDuration::try_from(period).unwrap_or(SignedDuration::MAX);
+    match at.checked_add(period) {
+        Ok(due) if due > now => Ok(Some(due)),
+        Ok(_) => Err(()),
+        // Beyond the representable range: never in practice.
+        Err(_) => Ok(None),
+    }
+}
+
+/// A duration as Go prints one (`2s`, `1m30s`, `720h0m0s`, `250ms`), for the `rotate-after`
+/// annotation.
+pub fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// One rendered group of an ordered `onDelete` (§4.5 step 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteGroup {
+    /// The group's `name`, or `group <n>`.
+    pub name: String,
+    /// The objects; `api_version` is empty when the Katalog left it to the kind.
+    pub objects: Vec<ObjectRef>,
+}
+
+/// Renders the names of the ordered `onDelete` groups of `cr` (empty unless `ordered: true`).
+///
+/// # Errors
+/// A `name` or `namespace` template that fails, naming the group and resource.
+pub fn render_delete_groups(entry: &Entry, cr: &Value, engine: &Engine) -> Result<Vec<DeleteGroup>, Error> {
+    let block = &entry.on_delete;
+    if block.ordered != Some(true) {
+        return Ok(Vec::new());
+    }
+    let cr_namespace = cr.pointer("/metadata/namespace").and_then(Value::as_str);
+    let mut out = Vec::new();
+    for (g, group) in block.groups.iter().enumerate() {
+        let mut objects = Vec::new();
+        for (r, res) in group.resources.iter().enumerate() {
+            let at = format!("onDelete.groups[{g}].resources[{r}]");
+            let text = |field: &str, src: &str| {
+                engine
+                    .render_value(src, &template::to_value(cr))
+                    .map_err(|source| Error::Template {
+                        at: at.clone(),
+                        field: field.to_owned(),
+                        source,
+                    })
+            };
+            let namespace = match &res.namespace {
+                Some(src) => Some(text("namespace", src)?).filter(|n| !n.is_empty()),
+                None => None,
+            }
+            .or_else(|| cr_namespace.map(str::to_owned));
+            objects.push(ObjectRef {
+                api_version: res.api_version.clone().unwrap_or_default(),
+                kind: res.kind.clone(),
+                namespace,
+                name: text("name", &res.name)?,
+            });
+        }
+        out.push(DeleteGroup {
+            name: group.name.clone().unwrap_or_else(|| format!("group {}", g + 1)),
+            objects,
+        });
+    }
+    Ok(out)
 }
 
 /// The children and what the renderer noticed on the way (warnings, skipped entries).
@@ -107,11 +222,27 @@ pub fn render(
     engine: &Engine,
     cluster: &dyn ClusterView,
 ) -> Result<Rendered, Error> {
+    render_at(entry, cr, engine, cluster, Timestamp::now())
+}
+
+/// [`render`] at time `now`, which decides whether a `once` Secret's `rotateAfter` has run out
+/// and stamps its `generated-at` (the runtime passes its injectable clock).
+///
+/// # Errors
+/// As [`render`].
+pub fn render_at(
+    entry: &Entry,
+    cr: &Value,
+    engine: &Engine,
+    cluster: &dyn ClusterView,
+    now: Timestamp,
+) -> Result<Rendered, Error> {
     render_blocks(
         entry,
         cr,
         engine,
         cluster,
+        now,
         &[
             (Phase::OnCreate, &entry.on_create),
             (Phase::OnReconcile, &entry.on_reconcile),
@@ -130,7 +261,14 @@ pub fn render_on_delete(
     engine: &Engine,
     cluster: &dyn ClusterView,
 ) -> Result<Rendered, Error> {
-    render_blocks(entry, cr, engine, cluster, &[(Phase::OnDelete, &entry.on_delete)])
+    render_blocks(
+        entry,
+        cr,
+        engine,
+        cluster,
+        Timestamp::now(),
+        &[(Phase::OnDelete, &entry.on_delete)],
+    )
 }
 
 fn render_blocks(
@@ -138,6 +276,7 @@ fn render_blocks(
     cr: &Value,
     engine: &Engine,
     cluster: &dyn ClusterView,
+    now: Timestamp,
     blocks: &[(Phase, &HookTemplates)],
 ) -> Result<Rendered, Error> {
     let mut cr = cr.clone();
@@ -178,6 +317,8 @@ fn render_blocks(
         cluster,
         cr_name,
         cr_namespace,
+        now,
+        once: RefCell::default(),
         owner: json!({
             "apiVersion": cr["apiVersion"],
             "kind": cr["kind"],
@@ -230,6 +371,10 @@ struct Ctx<'a> {
     cluster: &'a dyn ClusterView,
     cr_name: String,
     cr_namespace: Option<String>,
+    now: Timestamp,
+    /// What the `secrets` builder decided for each `once` Secret, by `<namespace>/<name>`,
+    /// until [`Ctx::push`] attaches it to the child.
+    once: RefCell<HashMap<String, Once>>,
     owner: Value,
 }
 
@@ -468,6 +613,7 @@ impl<'a> Ctx<'a> {
                                         source: scope.at.clone(),
                                         updated: true,
                                         object,
+                                        once: None,
                                     });
                                 }
                             }
@@ -515,7 +661,31 @@ impl<'a> Ctx<'a> {
             "secrets",
             block.secrets,
             |s: &Scope<'_>, e: &crate::model::hooks::SecretEntry| {
-                let meta = s.metadata(&e.common(), format!("{}-secret", self.cr_name), true)?;
+                let mut meta = s.metadata(&e.common(), format!("{}-secret", self.cr_name), true)?;
+                // `once` in create mode, for a Secret without copies in other namespaces.
+                let once = (e.once && !update && !e.reconcile && e.to_namespaces.is_empty())
+                    .then(|| self.once_state(&meta, e.rotate_after.map(|d| d.0)));
+                if let Some(state) = once {
+                    let key = format!(
+                        "{}/{}",
+                        meta["namespace"].as_str().unwrap_or_default(),
+                        meta["name"].as_str().unwrap_or_default()
+                    );
+                    self.once.borrow_mut().insert(key, state);
+                    if let Once::Keep { .. } = state {
+                        // Templates not even rendered (§4.3): the random values stay.
+                        return Ok(vec![
+                            json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta}),
+                        ]);
+                    }
+                    let annotations = meta
+                        .entry("annotations")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    annotations[GENERATED_AT] = Value::String(crate::runtime::clock::rfc3339(self.now));
+                    if let Some(period) = &e.rotate_after {
+                        annotations[ROTATE_AFTER] = Value::String(go_duration(period.0));
+                    }
+                }
                 let mut data = s.copied_data(
                     "Secret",
                     s.opt("fromSecret", e.from_secret.as_deref())?,
@@ -732,6 +902,32 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// What to do with a `once` Secret whose rendered metadata is `meta`: create it when the
+    /// cluster view lacks it, keep it, or rotate it when `rotate_after` has run out.
+    fn once_state(&self, meta: &Map<String, Value>, rotate_after: Option<Duration>) -> Once {
+        let existing = self.cluster.get(&ObjectRef {
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            namespace: meta.get("namespace").and_then(Value::as_str).map(str::to_owned),
+            name: meta
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        });
+        let Some(existing) = existing else {
+            return Once::Create;
+        };
+        let generated_at = existing
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(GENERATED_AT))
+            .and_then(Value::as_str);
+        match rotation(generated_at, rotate_after, self.now) {
+            Ok(rotate_at) => Once::Keep { rotate_at },
+            Err(()) => Once::Rotate,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)] // the pieces of one child record
     fn push(
         &self,
@@ -756,11 +952,22 @@ impl<'a> Ctx<'a> {
             .at
             .strip_prefix(&format!("{}.{list}[{i}]", phase.as_str()))
             .unwrap_or("");
+        let once = (object["kind"] == "Secret")
+            .then(|| {
+                let key = format!(
+                    "{}/{}",
+                    object["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    object["metadata"]["name"].as_str().unwrap_or_default()
+                );
+                self.once.borrow_mut().remove(&key)
+            })
+            .flatten();
         out.children.push(Child {
             phase,
             source: format!("{list}[{i}]{suffix}"),
             updated,
             object,
+            once,
         });
     }
 }
@@ -985,4 +1192,38 @@ pub fn to_yaml(rendered: &Rendered) -> Result<String, serde_yaml_ng::Error> {
         out.push_str(&serde_yaml_ng::to_string(&child.object)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_once_secret_rotates_when_its_period_has_run_out_since_generated_at() {
+        let hour = Some(Duration::from_secs(3600));
+        let now = at("2026-03-25T10:30:00Z");
+        assert_eq!(rotation(Some("2026-03-25T10:00:00Z"), None, now), Ok(None));
+        assert_eq!(
+            rotation(Some("2026-03-25T10:00:00Z"), hour, now),
+            Ok(Some(at("2026-03-25T11:00:00Z")))
+        );
+        assert_eq!(rotation(Some("2026-03-25T09:30:00Z"), hour, now), Err(()));
+        assert_eq!(rotation(Some("2026-03-25T09:00:00Z"), hour, now), Err(()));
+        // Unknown age: due.
+        assert_eq!(rotation(None, hour, now), Err(()));
+        assert_eq!(rotation(Some("yesterday"), hour, now), Err(()));
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        assert_eq!(go_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(go_duration(Duration::from_secs(720 * 3600)), "720h0m0s");
+        assert_eq!(go_duration(Duration::from_millis(250)), "250ms");
+    }
 }

@@ -343,3 +343,90 @@ fn a_kept_child_whose_conditions_are_false_is_rendered_as_unwanted_and_an_oncrea
         .collect();
     assert_eq!(unwanted, ["site-debug"]);
 }
+
+#[test]
+fn a_once_secret_is_rendered_when_missing_kept_unrendered_when_present_and_rotated_when_due() {
+    // `{{ div 1 0 }}` fails if rendered: a kept Secret must not even render its templates.
+    let (_d, e) = entry(
+        "      operatorBox:
+        onCreate:
+          secrets:
+            - name: creds
+              once: true
+              rotateAfter: 1h
+              data:
+                PASSWORD: '{{ if .spec.broken }}{{ div 1 0 }}{{ end }}{{ randomAlphanumeric 16 }}'
+",
+    );
+    let now: k8s_openapi::jiff::Timestamp = "2026-03-25T10:30:00Z".parse().unwrap();
+    let engine = Engine::default();
+    let fresh = render::render_at(&e, &cr(json!({})), &engine, &Absent, now).unwrap();
+    let secret = &fresh.children[0];
+    assert_eq!(secret.once, Some(render::Once::Create));
+    assert_eq!(
+        secret.object["stringData"]["PASSWORD"].as_str().unwrap().len(),
+        16
+    );
+    assert_eq!(
+        secret.object["metadata"]["annotations"],
+        json!({render::GENERATED_AT: "2026-03-25T10:30:00Z", render::ROTATE_AFTER: "1h0m0s"})
+    );
+
+    let existing = |generated_at: &str| {
+        Fixture::new(vec![json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": "team",
+                "annotations": {render::GENERATED_AT: generated_at}},
+            "data": {"PASSWORD": "b2xk"}})])
+    };
+    let broken = cr(json!({"broken": true}));
+    let kept = render::render_at(&e, &broken, &engine, &existing("2026-03-25T10:00:00Z"), now).unwrap();
+    assert_eq!(
+        kept.children[0].once,
+        Some(render::Once::Keep {
+            rotate_at: Some("2026-03-25T11:00:00Z".parse().unwrap())
+        })
+    );
+    assert!(kept.children[0].object.get("stringData").is_none());
+
+    let due = render::render_at(
+        &e,
+        &cr(json!({})),
+        &engine,
+        &existing("2026-03-25T09:00:00Z"),
+        now,
+    )
+    .unwrap();
+    assert_eq!(due.children[0].once, Some(render::Once::Rotate));
+    assert_eq!(
+        due.children[0].object["stringData"]["PASSWORD"]
+            .as_str()
+            .unwrap()
+            .len(),
+        16
+    );
+}
+
+#[test]
+fn ordered_delete_groups_render_their_names_and_namespaces() {
+    let (_d, e) = entry(
+        "      operatorBox:
+        onDelete:
+          ordered: true
+          timeout: 30s
+          groups:
+            - name: workers
+              resources:
+                - {kind: ReplicaSet, name: '{{ .metadata.name }}-worker'}
+            - resources:
+                - {kind: ConfigMap, name: '{{ .metadata.name }}-job', namespace: other}
+",
+    );
+    let groups = render::render_delete_groups(&e, &cr(json!({})), &Engine::default()).unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0].name, "workers");
+    assert_eq!(groups[0].objects[0].name, "site-worker");
+    assert_eq!(groups[0].objects[0].namespace.as_deref(), Some("team"));
+    assert_eq!(groups[1].name, "group 2");
+    assert_eq!(groups[1].objects[0].namespace.as_deref(), Some("other"));
+    assert_eq!(e.on_delete.timeout.unwrap().0, std::time::Duration::from_secs(30));
+}

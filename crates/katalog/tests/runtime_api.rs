@@ -979,3 +979,448 @@ async fn a_kept_child_whose_condition_turns_false_is_deleted_and_comes_back_when
     .await;
     assert_ne!(again.metadata.uid, first.metadata.uid);
 }
+
+/// `v`'s Katalog with `block` (YAML at the indentation of the `operatorBox` keys) put before
+/// its `onCreate` block.
+fn with_block(v: &Variant, block: &str) {
+    let file = v.katalog();
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("        onCreate:\n", &format!("{block}        onCreate:\n"));
+    std::fs::write(&file, text).unwrap();
+}
+
+/// Holds `name` of `api` with a finalizer that is not the runtime's, or lets it go again.
+async fn hold<K>(api: &Api<K>, name: &str, on: bool)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    const HOLD: &str = "test.orkestra.io/hold";
+    // The resourceVersion keeps the other finalizers (the GC's `foregroundDeletion`); a
+    // controller writing the object meanwhile makes it conflict, so read again and retry.
+    eventually(
+        &format!("finalizer {HOLD} on {name} set to {on}"),
+        LIMIT,
+        || async {
+            let o = api.get(name).await.unwrap();
+            let mut finalizers: Vec<String> = o.meta().finalizers.clone().unwrap_or_default();
+            finalizers.retain(|f| f != HOLD);
+            if on {
+                finalizers.push(HOLD.to_owned());
+            }
+            let patch = json!({"metadata": {"finalizers": finalizers,
+            "resourceVersion": o.meta().resource_version}});
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(_) => Some(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => None,
+                Err(e) => panic!("finalizer patch on {name}: {e}"),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_ordered_on_delete_removes_group_after_group_then_the_finalizer() {
+    let ns = fixture::shared().namespace("katalog-ordered").await;
+    let client = ns.client();
+    let v = Variant::new("OrderedJob", "");
+    // Workers first, then the settings they read.
+    with_block(
+        &v,
+        "        onDelete:
+          ordered: true
+          timeout: 2m
+          groups:
+            - name: workers
+              resources:
+                - kind: ReplicaSet
+                  name: \"{{ .metadata.name }}-worker\"
+            - name: settings
+              resources:
+                - kind: ConfigMap
+                  name: \"{{ .metadata.name }}-job\"
+",
+    );
+    v.install(&client).await;
+    let stats = Arc::new(Stats::default());
+    let (_state, _running) = start(&client, v.config(), Arc::clone(&stats)).await;
+    let jobs = v.api(&client, ns.name());
+    let config_maps: Api<ConfigMap> = ns.api();
+    let replica_sets: Api<ReplicaSet> = ns.api();
+    v.create(&client, ns.name(), "ord", "1").await;
+    wait_ready(&jobs, "ord", "True").await;
+    assert!(config_maps.get_opt("ord-job").await.unwrap().is_some());
+
+    // The held ReplicaSet keeps group 1 going, so group 2 must not start meanwhile.
+    hold(&replica_sets, "ord-worker", true).await;
+    jobs.delete("ord", &DeleteParams::default()).await.unwrap();
+    eventually("group 1's ReplicaSet being deleted", LIMIT, || async {
+        let rs = replica_sets.get("ord-worker").await.unwrap();
+        rs.metadata.deletion_timestamp.is_some().then_some(())
+    })
+    .await;
+    let passes = Stats::get(&stats.reconciles);
+    eventually("two more delete passes (every 3 s)", LIMIT, || async {
+        (Stats::get(&stats.reconciles) >= passes + 2).then_some(())
+    })
+    .await;
+    let cm = config_maps.get("ord-job").await.unwrap();
+    assert!(
+        cm.metadata.deletion_timestamp.is_none(),
+        "group 2 started before group 1 was gone"
+    );
+    assert!(
+        jobs.get_opt("ord").await.unwrap().is_some(),
+        "finalizer removed too early"
+    );
+
+    hold(&replica_sets, "ord-worker", false).await;
+    eventually(
+        "the ReplicaSet, then the ConfigMap, then the CR gone",
+        LIMIT,
+        || async {
+            let rs = replica_sets.get_opt("ord-worker").await.unwrap();
+            let cm = config_maps.get_opt("ord-job").await.unwrap();
+            let cr = jobs.get_opt("ord").await.unwrap();
+            assert!(
+                !(rs.is_some()
+                    && cm
+                        .as_ref()
+                        .is_some_and(|c| c.metadata.deletion_timestamp.is_some())),
+                "group 2 deleted while group 1 is there"
+            );
+            (rs.is_none() && cm.is_none() && cr.is_none()).then_some(())
+        },
+    )
+    .await;
+    let seen = reasons(&ns, "ord").await;
+    for reason in ["Deleting", "OrderedJobDeleted"] {
+        assert!(seen.iter().any(|(r, _)| r == reason), "no {reason} in {seen:?}");
+    }
+    assert_eq!(
+        seen.iter().filter(|(r, _)| r == "Deleting").count(),
+        1,
+        "Deleting announced once: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_ordered_group_that_cannot_go_times_out_with_a_warning_and_keeps_the_finalizer() {
+    let ns = fixture::shared().namespace("katalog-stuck").await;
+    let client = ns.client();
+    let v = Variant::new("StuckJob", "");
+    with_block(
+        &v,
+        "        onDelete:
+          ordered: true
+          timeout: 3s
+          groups:
+            - resources:
+                - kind: ConfigMap
+                  name: \"{{ .metadata.name }}-job\"
+",
+    );
+    v.install(&client).await;
+    let (_state, _running) = start(&client, v.config(), Arc::default()).await;
+    let jobs = v.api(&client, ns.name());
+    let config_maps: Api<ConfigMap> = ns.api();
+    v.create(&client, ns.name(), "stuck", "1").await;
+    wait_ready(&jobs, "stuck", "True").await;
+    hold(&config_maps, "stuck-job", true).await;
+    jobs.delete("stuck", &DeleteParams::default()).await.unwrap();
+
+    let (_, message) = eventually("a StuckJobDeleteTimeout event", LIMIT, || async {
+        reasons(&ns, "stuck")
+            .await
+            .into_iter()
+            .find(|(r, _)| r == "StuckJobDeleteTimeout")
+    })
+    .await;
+    assert!(
+        message.contains(&format!("group 1: ConfigMap {}/stuck-job", ns.name())) && message.contains("3s"),
+        "{message}"
+    );
+    let cr = jobs.get("stuck").await.unwrap();
+    assert!(
+        !cr.metadata.finalizers.clone().unwrap_or_default().is_empty(),
+        "the finalizer must stay after the timeout"
+    );
+    let events = ns
+        .api::<Event>()
+        .list(&ListParams::default().fields("involvedObject.name=stuck"))
+        .await
+        .unwrap();
+    let timeout = events
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("StuckJobDeleteTimeout"))
+        .unwrap();
+    assert_eq!(timeout.type_.as_deref(), Some("Warning"));
+
+    // Let both go, so the namespace can be cleaned up.
+    hold(&config_maps, "stuck-job", false).await;
+    jobs.patch(
+        "stuck",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_once_secret_keeps_its_random_value_until_rotate_after_has_run_out() {
+    use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+    use katalog::runtime::clock::{Clock as _, ManualClock};
+
+    let ns = fixture::shared().namespace("katalog-once").await;
+    let client = ns.client();
+    let v = Variant::new("OnceJob", "      resync: 1s\n");
+    let file = v.katalog();
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "        onCreate:\n",
+        "        onCreate:
+          secrets:
+            - name: \"{{ .metadata.name }}-creds\"
+              once: true
+              rotateAfter: 1h
+              data:
+                PASSWORD: \"{{ randomAlphanumeric 24 }}\"
+                TIMEOUT: \"{{ .spec.timeout }}\"
+",
+    );
+    std::fs::write(&file, text).unwrap();
+    v.install(&client).await;
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let mut config = v.config();
+    config.clock = clock.clone();
+    let stats = Arc::new(Stats::default());
+    let (_state, _running) = start(&client, config, Arc::clone(&stats)).await;
+    let jobs = v.api(&client, ns.name());
+    let secrets: Api<Secret> = ns.api();
+    v.create(&client, ns.name(), "sec", "1").await;
+    wait_ready(&jobs, "sec", "True").await;
+    let first = eventually("the once Secret", LIMIT, || async {
+        secrets.get_opt("sec-creds").await.unwrap()
+    })
+    .await;
+    let password = |s: &Secret| s.data.as_ref().unwrap()["PASSWORD"].0.clone();
+    assert_eq!(password(&first).len(), 24);
+    let annotations = first.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["orkestra.orkspace.io/rotate-after"], "1h0m0s");
+    let generated: Timestamp = annotations["orkestra.orkspace.io/generated-at"].parse().unwrap();
+    assert_eq!(generated.as_second(), clock.now().as_second());
+
+    // Passes (resync 1 s) and a spec edit render nothing for it.
+    jobs.patch(
+        "sec",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"timeout": "4h"}})),
+    )
+    .await
+    .unwrap();
+    let passes = Stats::get(&stats.reconciles);
+    eventually("three more passes", LIMIT, || async {
+        (Stats::get(&stats.reconciles) >= passes + 3).then_some(())
+    })
+    .await;
+    let same = secrets.get("sec-creds").await.unwrap();
+    assert_eq!(same.metadata.uid, first.metadata.uid);
+    assert_eq!(password(&same), password(&first));
+    assert_eq!(same.data.as_ref().unwrap()["TIMEOUT"].0, b"2h");
+
+    // Past rotateAfter by the runtime's clock: a new Secret with a new value.
+    clock.advance(Duration::from_secs(2 * 3600));
+    let rotated = eventually("the rotated Secret", LIMIT, || async {
+        secrets
+            .get_opt("sec-creds")
+            .await
+            .unwrap()
+            .filter(|s| s.metadata.uid != first.metadata.uid)
+    })
+    .await;
+    assert_ne!(password(&rotated), password(&first));
+    assert_eq!(rotated.data.as_ref().unwrap()["TIMEOUT"].0, b"4h");
+    let generated: Timestamp = rotated.metadata.annotations.unwrap()["orkestra.orkspace.io/generated-at"]
+        .parse()
+        .unwrap();
+    assert_eq!(generated.as_second(), clock.now().as_second());
+}
+
+#[tokio::test]
+async fn an_on_delete_job_is_waited_for_before_the_finalizer_goes_and_a_failed_one_keeps_it() {
+    use k8s_openapi::api::batch::v1::Job;
+
+    let ns = fixture::shared().namespace("katalog-deljob").await;
+    let client = ns.client();
+    let v = Variant::new("DelJob", "");
+    with_block(
+        &v,
+        "        onDelete:
+          timeout: 1m
+          jobs:
+            - name: \"{{ .metadata.name }}-cleanup\"
+              image: busybox
+              command: [\"{{ .spec.cleanup }}\"]
+              backoffLimit: \"0\"
+",
+    );
+    v.install(&client).await;
+    let (_state, _running) = start(&client, v.config(), Arc::default()).await;
+    let jobs = v.api(&client, ns.name());
+    let batch: Api<Job> = ns.api();
+    let complete = |j: &Job, kind: &str| {
+        j.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == kind && c.status == "True"))
+    };
+    for (name, command) in [("ok", "true"), ("bad", "false")] {
+        v.create(&client, ns.name(), name, "1").await;
+        jobs.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cleanup": command}})),
+        )
+        .await
+        .unwrap();
+    }
+    wait_ready(&jobs, "ok", "True").await;
+    wait_ready(&jobs, "bad", "True").await;
+    jobs.delete("ok", &DeleteParams::default()).await.unwrap();
+    // The CR may go only once its Job is Complete.
+    eventually("the ok CR gone after its Job completed", LIMIT, || async {
+        let cr = jobs.get_opt("ok").await.unwrap();
+        let job = batch.get_opt("ok-cleanup").await.unwrap();
+        if cr.is_none() {
+            let job = job.expect("the onDelete Job");
+            assert!(
+                complete(&job, "Complete"),
+                "finalizer removed before the Job completed"
+            );
+            assert!(
+                job.metadata.owner_references.unwrap_or_default().is_empty(),
+                "an onDelete Job has no owner"
+            );
+            return Some(());
+        }
+        None
+    })
+    .await;
+
+    jobs.delete("bad", &DeleteParams::default()).await.unwrap();
+    eventually("the bad Job failed", LIMIT, || async {
+        batch
+            .get_opt("bad-cleanup")
+            .await
+            .unwrap()
+            .filter(|j| complete(j, "Failed"))
+    })
+    .await;
+    let (_, message) = eventually("a DelJobDeleteError event", LIMIT, || async {
+        reasons(&ns, "bad")
+            .await
+            .into_iter()
+            .find(|(r, _)| r == "DelJobDeleteError")
+    })
+    .await;
+    assert!(
+        message.starts_with("Template deletion failed: onDelete Job ") && message.contains("bad-cleanup"),
+        "{message}"
+    );
+    assert!(
+        jobs.get_opt("bad").await.unwrap().is_some(),
+        "a failed Job keeps the finalizer"
+    );
+    jobs.patch(
+        "bad",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .ok();
+    for job in ["ok-cleanup", "bad-cleanup"] {
+        batch.delete(job, &DeleteParams::background()).await.ok();
+    }
+}
+
+#[tokio::test]
+async fn an_entry_whose_crd_is_removed_while_it_runs_is_degraded_until_the_crd_is_back() {
+    let ns = fixture::shared().namespace("katalog-gone").await;
+    let client = ns.client();
+    let v = Variant::new("GoneJob", "");
+    v.install(&client).await;
+    let (state, _running) = start(&client, v.config(), Arc::default()).await;
+    v.create(&client, ns.name(), "a", "1").await;
+    wait_ready(&v.api(&client, ns.name()), "a", "True").await;
+    let health = format!("/katalog/{}/health", v.entry);
+    assert_eq!(get(&state, &health).await.1["state"], "healthy");
+
+    // The API server deletes the CRs first; the runtime's delete path lets them go.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd_name = v.crd.metadata.name.clone().unwrap();
+    crds.delete(&crd_name, &DeleteParams::default()).await.unwrap();
+    let degraded = eventually("the entry degraded", LIMIT, || async {
+        let (code, h) = get(&state, &health).await;
+        (code == 503 && h["state"] == "degraded").then_some(h)
+    })
+    .await;
+    let why = degraded["lastError"].as_str().unwrap();
+    assert!(why.contains(&crd_name), "{why}");
+    assert_eq!(get(&state, "/katalog").await.0, 503);
+
+    v.install(&client).await;
+    eventually("the entry healthy again", LIMIT, || async {
+        let (code, h) = get(&state, &health).await;
+        (code == 200 && h["state"] == "healthy").then_some(())
+    })
+    .await;
+    v.create(&client, ns.name(), "b", "1").await;
+    wait_ready(&v.api(&client, ns.name()), "b", "True").await;
+}
+
+#[tokio::test]
+async fn label_and_field_selectors_and_namespace_narrow_the_cr_watch() {
+    let ns = fixture::shared().namespace("katalog-select").await;
+    let client = ns.client();
+    let v = Variant::new(
+        "PickJob",
+        &format!(
+            "      namespace: {}\n      labelSelector:\n        team: data\n      fieldSelector:\n        metadata.name: picked\n",
+            ns.name()
+        ),
+    );
+    v.install(&client).await;
+    let (state, _running) = start(&client, v.config(), Arc::default()).await;
+    assert_eq!(state.crd_info(&v.entry).unwrap().watched_namespaces, [ns.name()]);
+    let jobs = v.api(&client, ns.name());
+    let label = |name: &'static str| {
+        let jobs = jobs.clone();
+        async move {
+            jobs.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"team": "data"}}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    v.create(&client, ns.name(), "unlabelled", "1").await;
+    v.create(&client, ns.name(), "other", "1").await;
+    label("other").await;
+    v.create(&client, ns.name(), "picked", "1").await;
+    label("picked").await;
+    // Only the CR that matches both selectors is reconciled.
+    wait_ready(&jobs, "picked", "True").await;
+    assert_eq!(state.crs(&v.entry).await.unwrap().total, 1);
+    for name in ["unlabelled", "other"] {
+        let cr = jobs.get(name).await.unwrap();
+        assert!(cr.data.get("status").is_none(), "{name} was reconciled: {cr:?}");
+        assert!(cr.metadata.finalizers.unwrap_or_default().is_empty(), "{name}");
+    }
+}

@@ -187,6 +187,32 @@ resource_entry!(
     }
 );
 
+/// One group of an ordered `onDelete`: the objects deleted together, all gone before the next
+/// group starts (§4.5 step 2). The spec names no shape for a group; this is ours.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteGroup {
+    /// For messages; defaults to `group <n>` (1-based).
+    pub name: Option<String>,
+    /// The objects to delete.
+    #[serde(default)]
+    pub resources: Vec<DeleteRef>,
+}
+
+/// An object named by a deletion group.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteRef {
+    /// Defaults to the apiVersion the runtime knows for `kind`.
+    pub api_version: Option<String>,
+    /// `ConfigMap`, `ReplicaSet`, … (a kind the runtime builds).
+    pub kind: String,
+    /// Template.
+    pub name: String,
+    /// Template; defaults to the CR's namespace.
+    pub namespace: Option<String>,
+}
+
 /// One lifecycle block. Kinds this slice cannot build yet are read (so the Katalog loads and
 /// `check` can name them) and reported as unsupported.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -244,9 +270,12 @@ pub struct HookTemplates {
     /// Gate for the whole block (OR).
     #[serde(default, alias = "anyOf")]
     pub or: Vec<Condition>,
-    /// Ordered deletion (`onDelete`).
+    /// Ordered deletion (`onDelete`): run `groups` one after another.
     pub ordered: Option<bool>,
-    pub groups: Option<Value>,
+    /// The deletion groups of an ordered `onDelete`, in order.
+    #[serde(default)]
+    pub groups: Vec<DeleteGroup>,
+    /// Bound of the whole onDelete block (groups and Jobs), from the CR's deletion; default 5m.
     pub timeout: Option<GoDuration>,
     pub name: Option<String>,
     /// Motifs only: `resources.onCreate` goes to the CR's onCreate block.

@@ -161,8 +161,14 @@ async fn controller(
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("controller: {e}");
+            match result {
+                // Watch failures, the CR watch's and the children's alike.
+                Err(kube::runtime::controller::Error::QueueError(e)) => {
+                    tracing::warn!(error = %e, "a watch failed; retrying");
+                }
+                // Failed passes are logged by the error policy; a vanished object is routine.
+                Err(e) => tracing::debug!("controller: {e}"),
+                Ok(_) => {}
             }
         })
         .await;
@@ -173,12 +179,61 @@ async fn controller(
 /// must still be seen, to get its `NamespaceNotAllowed` warning.
 pub fn watched_namespaces(live: &Live) -> Vec<Option<String>> {
     let e = &live.entry;
+    // `namespace` restricts a namespaced entry to that one namespace (§2.2): CRs elsewhere are
+    // not this entry's at all, so there is nothing to tell them.
+    if let (true, Some(ns)) = (e.namespaced, &e.namespace) {
+        return vec![Some(ns.clone())];
+    }
     let plain = !e.allowed_namespaces.is_empty() && e.allowed_namespaces.iter().all(|n| !n.contains('*'));
     if live.watch_allowed_only && e.namespaced && plain {
         let unique: BTreeSet<&String> = e.allowed_namespaces.iter().collect();
         unique.into_iter().map(|n| Some(n.clone())).collect()
     } else {
         vec![None]
+    }
+}
+
+/// The CR watch's selectors: the entry's `labelSelector` and `fieldSelector` (§2.2), each a
+/// map of equalities.
+pub fn cr_watch_config(entry: &crate::load::Entry) -> watcher::Config {
+    let join = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut config = watcher::Config::default();
+    if !entry.label_selector.is_empty() {
+        config = config.labels(&join(&entry.label_selector));
+    }
+    if !entry.field_selector.is_empty() {
+        config = config.fields(&join(&entry.field_selector));
+    }
+    config
+}
+
+/// Keeps the entry's health in step with its CR watch: a watch the API server answers with 404
+/// means the CRD was removed while the entry ran, which degrades it (and is said at WARN, with
+/// the CRD's name); the next event delivered (a relist's start included) clears that.
+fn watch_health(live: &Live, item: &Result<Event<DynamicObject>, watcher::Error>) {
+    match item {
+        Ok(_) => {
+            if live.health.watch_back() {
+                tracing::info!(entry = %live.entry.name, gvk = %live.entry.gvk(), "the CR watch delivers again");
+            }
+        }
+        Err(
+            watcher::Error::InitialListFailed(kube::Error::Api(s))
+            | watcher::Error::WatchFailed(kube::Error::Api(s))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(s)),
+        ) if s.code == 404 => {
+            let why = not_installed_message(live);
+            tracing::warn!(entry = %live.entry.name, gvk = %live.entry.gvk(), "the CR watch fails: {why}");
+            live.health.watch_lost(why);
+        }
+        Err(e) => {
+            tracing::warn!(entry = %live.entry.name, gvk = %live.entry.gvk(), error = %e, "the CR watch failed; retrying")
+        }
     }
 }
 
@@ -201,7 +256,7 @@ fn cr_triggers(
             Some(n) => Api::<DynamicObject>::namespaced_with(client.clone(), n, resource),
             None => Api::<DynamicObject>::all_with(client.clone(), resource),
         };
-        watcher(api, watcher::Config::default())
+        watcher(api, cr_watch_config(&live.entry))
             .default_backoff()
             .modify(strip)
             .map(move |ev| (ns.clone(), ev))
@@ -220,7 +275,9 @@ fn cr_triggers(
     let reader = store.clone();
     let gate_live = Arc::clone(live);
     let dyntype = resource.clone();
+    let health_live = Arc::clone(live);
     let triggers = stream::select_all(watches)
+        .inspect(move |(_, ev)| watch_health(&health_live, ev))
         .flat_map(move |(ns, ev)| stream::iter(merger.apply(ns, ev)))
         .then(move |item| {
             let (live, reader, dyntype) = (Arc::clone(&gate_live), reader.clone(), dyntype.clone());

@@ -47,6 +47,8 @@ struct Inner {
     consecutive: u32,
     last_error: Option<String>,
     last_reconcile: Option<Timestamp>,
+    /// Why the entry's CRs cannot be watched right now (the CRD was removed while it ran).
+    unwatchable: Option<String>,
 }
 
 /// One entry's health.
@@ -107,6 +109,19 @@ impl Health {
         }
     }
 
+    /// The CR watch fails because the API server no longer serves the CRD (§8: degraded "also
+    /// when the CRD disappears from the cluster"); `why` names it.
+    pub fn watch_lost(&self, why: String) {
+        let mut h = self.lock();
+        h.last_error = Some(why.clone());
+        h.unwatchable = Some(why);
+    }
+
+    /// The CR watch delivers again; returns whether it had been lost.
+    pub fn watch_back(&self) -> bool {
+        self.lock().unwatchable.take().is_some()
+    }
+
     /// A pass succeeded at `now`.
     pub fn success(&self, now: Timestamp) {
         let mut h = self.lock();
@@ -130,7 +145,7 @@ impl Health {
     pub fn snapshot(&self, now: Timestamp) -> Snapshot {
         let h = self.lock();
         let started = h.started_at.is_some();
-        let degraded = started && h.consecutive >= self.threshold;
+        let degraded = started && (h.consecutive >= self.threshold || h.unwatchable.is_some());
         let state = if !started {
             State::NotStarted
         } else if degraded {
@@ -174,6 +189,21 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_watch_degrades_a_healthy_entry_until_it_is_back() {
+        let h = Health::new(5);
+        let now = Timestamp::UNIX_EPOCH;
+        h.start(now);
+        h.success(now);
+        assert_eq!(h.snapshot(now).state, State::Healthy);
+        h.watch_lost("CRD gone".into());
+        let s = h.snapshot(now);
+        assert_eq!((s.state, s.last_error.as_str()), (State::Degraded, "CRD gone"));
+        assert!(h.watch_back());
+        assert!(!h.watch_back());
+        assert_eq!(h.snapshot(now).state, State::Healthy);
+    }
     use crate::runtime::clock::{Clock as _, ManualClock};
 
     #[test]

@@ -1,9 +1,11 @@
 //! One pass over one CR (§4.2) and the delete path (§4.5): the CR's labels, annotations and
 //! finalizers, the children (create-if-absent for `onCreate`, server-side apply for
-//! `onReconcile`, skipped when the cache already agrees), the status layers and the events.
+//! `onReconcile`, skipped when the cache already agrees; `once` Secrets kept or rotated), the
+//! status layers and the events. The delete path polls by requeue: ordered onDelete groups and
+//! onDelete Jobs are read from the cluster on every pass, bounded by the block's `timeout`.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -11,10 +13,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::{api::core::v1::ObjectReference, jiff::Timestamp};
+use k8s_openapi::{
+    api::core::v1::ObjectReference,
+    jiff::{SignedDuration, Timestamp},
+};
 use kube::{
     Api, Client,
-    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
+    api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions},
     runtime::controller::Action,
 };
 use serde_json::{Map, Value, json};
@@ -33,7 +38,7 @@ use super::{
 use crate::{
     cluster::{ClusterView as _, ObjectRef},
     load::Entry,
-    render::{self, Child, MANAGED_LABEL},
+    render::{self, Child, MANAGED_LABEL, Once},
     template::Engine,
 };
 
@@ -43,6 +48,12 @@ pub const FIELD_MANAGER: &str = "orkestra-runtime";
 pub const MANAGED_BY: &str = "orkestra.orkspace.io/managed-by";
 /// Write-once annotation: when the runtime first took the CR over.
 pub const MANAGED_SINCE: &str = "orkestra.orkspace.io/managed-since";
+
+/// How often the delete path looks again while onDelete objects are going or Jobs run
+/// (Orkestra polls every 3 s).
+const DELETE_POLL: Duration = Duration::from_secs(3);
+/// The onDelete `timeout` when the Katalog gives none (§2.4).
+const DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// First retry delay after a failed pass; doubled per consecutive failure.
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -91,6 +102,10 @@ pub struct Context {
     applied: Mutex<HashMap<String, Value>>,
     /// Consecutive failures per CR, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// CRs (by uid) whose `Deleting` event was sent, so a delete path that waits over several
+    /// passes announces itself once. Only the event depends on it: the progress is read from
+    /// the cluster every pass.
+    deleting: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -125,6 +140,7 @@ impl Context {
             clock,
             applied: Mutex::default(),
             failures: Mutex::default(),
+            deleting: Mutex::default(),
         }
     }
 
@@ -133,6 +149,17 @@ impl Context {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &self.resource),
             None => Api::all_with(self.client.clone(), &self.resource),
         }
+    }
+}
+
+/// A Kubernetes error as a person reads it: for an answer of the API server its message, reason
+/// and code (`ReplicaSet.apps "w" is invalid: spec.replicas: …: must be greater than or equal to
+/// 0 (Invalid, HTTP 422)`), not kube's debug dump of the whole Status; these messages reach Ready
+/// conditions, events and the control panel.
+pub fn api_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({}, HTTP {})", status.message, status.reason, status.code),
+        other => other.to_string(),
     }
 }
 
@@ -155,31 +182,45 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    #[error("failed to create {child}: {source}")]
+    #[error("failed to create {child}: {}", api_text(source))]
     CreateChild {
         child: String,
         #[source]
         source: kube::Error,
     },
-    #[error("failed to apply {child}: {source}")]
+    #[error("failed to apply {child}: {}", api_text(source))]
     ApplyChild {
         child: String,
         #[source]
         source: kube::Error,
     },
-    #[error("failed to delete {child}, whose conditions are false: {source}")]
+    #[error("failed to delete {child}, whose conditions are false: {}", api_text(source))]
     DeleteChild {
         child: String,
         #[source]
         source: kube::Error,
     },
-    #[error("failed to add finalizers: {0}")]
+    #[error("failed to add finalizers: {}", api_text(.0))]
     AddFinalizers(#[source] kube::Error),
-    #[error("failed to patch the CR's labels and annotations: {0}")]
+    #[error("failed to patch the CR's labels and annotations: {}", api_text(.0))]
     PatchMetadata(#[source] kube::Error),
     #[error("onDelete failed: {0}")]
     OnDelete(#[source] Box<Error>),
-    #[error("failed to remove finalizers: {0}")]
+    #[error("failed to read {child}: {}", api_text(source))]
+    GetChild {
+        child: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("onDelete Job {job} failed: {message}")]
+    JobFailed { job: String, message: String },
+    #[error("failed to rotate {child}: {}", api_text(source))]
+    RotateSecret {
+        child: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to remove finalizers: {}", api_text(.0))]
     RemoveFinalizers(#[source] kube::Error),
 }
 
@@ -277,20 +318,17 @@ async fn pass(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Erro
             .await;
         }
         Ok(false) => {}
-        Err(e @ Error::AddFinalizers(_)) => {
-            let source = std::error::Error::source(&e)
-                .map(ToString::to_string)
-                .unwrap_or_default();
+        Err(Error::AddFinalizers(source)) => {
             events::publish(
                 &ctx.client,
                 &cr_ref,
                 &Note::warning(
                     format!("{kind}FinalizerError"),
-                    format!("Failed to add finalizers: {source}"),
+                    format!("Failed to add finalizers: {}", api_text(&source)),
                 ),
             )
             .await;
-            return Err(e);
+            return Err(Error::AddFinalizers(source));
         }
         Err(e) => return Err(e),
     }
@@ -322,7 +360,7 @@ async fn pass(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Erro
     .await;
 
     match outcome {
-        Ok((_, changes)) => {
+        Ok((rendered, changes)) => {
             ctx.failures
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -346,7 +384,10 @@ async fn pass(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Erro
                 )
                 .await;
             }
-            Ok(Action::requeue(ctx.entry.resync.value))
+            let next = next_rotation(&rendered.children)
+                .map(|at| until(at, ctx.clock.now()))
+                .map_or(ctx.entry.resync.value, |d| d.min(ctx.entry.resync.value));
+            Ok(Action::requeue(next))
         }
         Err(e) => {
             events::publish(
@@ -361,6 +402,25 @@ async fn pass(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Erro
             Err(e)
         }
     }
+}
+
+/// The earliest time a kept `once` Secret is due for rotation.
+fn next_rotation(children: &[Child]) -> Option<Timestamp> {
+    children
+        .iter()
+        .filter_map(|c| match c.once {
+            Some(Once::Keep { rotate_at }) => rotate_at,
+            _ => None,
+        })
+        .min()
+}
+
+/// The wait from `now` until `at`, at least one second (the clock is read to the second).
+fn until(at: Timestamp, now: Timestamp) -> Duration {
+    let left = at.duration_since(now);
+    Duration::try_from(left)
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_secs(1))
 }
 
 /// Reason of the event and of the Ready condition for a CR in a namespace the entry excludes.
@@ -500,7 +560,8 @@ async fn children(
     cr: &Value,
     cr_ref: &ObjectReference,
 ) -> Result<(render::Rendered, Changes), Error> {
-    let rendered = render::render(&ctx.entry, cr, &ctx.engine, ctx.view.as_ref()).map_err(Error::Render)?;
+    let rendered = render::render_at(&ctx.entry, cr, &ctx.engine, ctx.view.as_ref(), ctx.clock.now())
+        .map_err(Error::Render)?;
     for note in &rendered.notes {
         if let Some(message) = note.strip_prefix("ValidationWarning: ") {
             events::publish(&ctx.client, cr_ref, &Note::warning("ValidationWarning", message)).await;
@@ -620,6 +681,33 @@ fn target(ctx: &Context, object: &Value) -> Result<Target, Error> {
 async fn ensure(ctx: &Context, child: &Child, object: &Value, changes: &mut Changes) -> Result<(), Error> {
     let t = target(ctx, object)?;
     let cached = ctx.view.get(&t.object_ref);
+    if child.once == Some(Once::Rotate)
+        && let Some(old) = &cached
+    {
+        // The uid precondition deletes only the Secret that was judged old: a cache that has
+        // not seen the replacement yet must not make us delete the new one.
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: old["metadata"]["uid"].as_str().map(str::to_owned),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match t.api.delete(&t.object_ref.name, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(source) => {
+                return Err(Error::RotateSecret {
+                    child: t.label,
+                    source,
+                });
+            }
+        }
+        if create(ctx, &t, object).await? {
+            changes.repaired.push(format!("{} (rotated)", t.label));
+        }
+        return Ok(());
+    }
     if !child.updated {
         if cached.is_none() && create(ctx, &t, object).await? {
             changes.created.push(t.label);
@@ -719,7 +807,10 @@ async fn write_status(
 }
 
 /// The delete path (§4.5): `Deleting`, the onDelete block, then our finalizers off. Children
-/// are left to the garbage collector through their owner references.
+/// are left to the garbage collector through their owner references. While onDelete waits
+/// (ordered groups going, onDelete Jobs running) the pass returns a requeue of
+/// [`DELETE_POLL`] instead of holding a worker; the next pass reads the progress from the
+/// cluster again, so a restarted runtime goes on where the last one was.
 async fn delete(
     api: &Api<DynamicObject>,
     obj: &DynamicObject,
@@ -731,23 +822,58 @@ async fn delete(
         return Ok(Action::await_change());
     }
     let (kind, gvk, key) = (&ctx.entry.kind, ctx.entry.gvk(), display_key(obj));
-    events::publish(
-        &ctx.client,
-        cr_ref,
-        &Note::normal("Deleting", format!("Deleting {gvk} {key}")),
-    )
-    .await;
-    if let Err(e) = on_delete(ctx, obj).await {
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let first = ctx
+        .deleting
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(uid.clone());
+    if first {
         events::publish(
             &ctx.client,
             cr_ref,
-            &Note::warning(
-                format!("{kind}DeleteError"),
-                format!("Template deletion failed: {e}"),
-            ),
+            &Note::normal("Deleting", format!("Deleting {gvk} {key}")),
         )
         .await;
-        return Err(Error::OnDelete(Box::new(e)));
+    }
+    match on_delete(ctx, obj).await {
+        Ok(Progress::Done) => {}
+        Ok(Progress::Waiting(what)) => {
+            let timeout = ctx.entry.on_delete.timeout.map_or(DELETE_TIMEOUT, |t| t.0);
+            let since = obj
+                .metadata
+                .deletion_timestamp
+                .as_ref()
+                .map_or_else(|| ctx.clock.now(), |t| t.0);
+            if !timed_out(since, timeout, ctx.clock.now()) {
+                tracing::debug!(cr = %key, "onDelete waiting for {what}");
+                return Ok(Action::requeue(DELETE_POLL));
+            }
+            let message = format!(
+                "onDelete of {gvk} {key} did not finish within {}; still there: {what}; the finalizer stays",
+                render::go_duration(timeout)
+            );
+            tracing::warn!(cr = %key, "{message}");
+            events::publish(
+                &ctx.client,
+                cr_ref,
+                &Note::warning(format!("{kind}DeleteTimeout"), message),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        Err(e) => {
+            events::publish(
+                &ctx.client,
+                cr_ref,
+                &Note::warning(
+                    format!("{kind}DeleteError"),
+                    format!("Template deletion failed: {e}"),
+                ),
+            )
+            .await;
+            return Err(Error::OnDelete(Box::new(e)));
+        }
     }
     let kept: Vec<String> = existing
         .into_iter()
@@ -764,12 +890,16 @@ async fn delete(
             cr_ref,
             &Note::warning(
                 format!("{kind}FinalizerRemovalError"),
-                format!("Failed to remove finalizers: {e}"),
+                format!("Failed to remove finalizers: {}", api_text(&e)),
             ),
         )
         .await;
         return Err(Error::RemoveFinalizers(e));
     }
+    ctx.deleting
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&uid);
     events::publish(
         &ctx.client,
         cr_ref,
@@ -782,16 +912,130 @@ async fn delete(
     Ok(Action::await_change())
 }
 
-/// Creates the onDelete objects that are missing, without owner references: the CR is going
-/// away, and an owned object would be collected with it (§4.5: Orkestra's onDelete Jobs carry
-/// none either).
-async fn on_delete(ctx: &Context, obj: &DynamicObject) -> Result<(), Error> {
-    if ctx.entry.on_delete.counts().is_empty() {
-        return Ok(());
+/// Whether an onDelete that began at `since` (the CR's deletion) is out of `timeout` at `now`.
+fn timed_out(since: Timestamp, timeout: Duration, now: Timestamp) -> bool {
+    let timeout = SignedDuration::try_from(timeout).unwrap_or(SignedDuration::MAX);
+    now.duration_since(since) >= timeout
+}
+
+/// How far the onDelete block is.
+#[derive(Debug, PartialEq, Eq)]
+enum Progress {
+    Done,
+    /// Waiting for these objects (`group 1: ConfigMap ns/a, …`, `Job ns/j`).
+    Waiting(String),
+}
+
+/// An object of a deletion group, as read from the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    Absent,
+    Present,
+    /// Its deletion has begun (deletionTimestamp set): nothing to send, only to wait.
+    Terminating,
+}
+
+/// What to do for one group: `None` when every object is gone (the next group may start),
+/// otherwise the indexes of the objects to delete now (possibly none: all are terminating).
+fn group_step(objects: &[Presence]) -> Option<Vec<usize>> {
+    if objects.iter().all(|p| *p == Presence::Absent) {
+        return None;
     }
-    let cr = serde_json::to_value(obj).unwrap_or(Value::Null);
+    Some(
+        objects
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| (*p == Presence::Present).then_some(i))
+            .collect(),
+    )
+}
+
+/// What a Job's conditions say: finished, failed (with the condition's message) or running.
+fn job_outcome(job: &Value) -> Option<Result<(), String>> {
+    let conditions = job.pointer("/status/conditions").and_then(Value::as_array)?;
+    let is = |kind: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == kind && c["status"] == "True")
+    };
+    if is("Complete").is_some() {
+        return Some(Ok(()));
+    }
+    is("Failed").map(|c| {
+        Err(c["message"]
+            .as_str()
+            .or(c["reason"].as_str())
+            .unwrap_or("Failed")
+            .to_owned())
+    })
+}
+
+/// The onDelete block for one pass: with `ordered: true`, the first group that is not gone yet
+/// is deleted (foreground propagation) and waited for; once every group is gone, the block's
+/// own objects are created when missing, without owner references (the CR is going away and an
+/// owned object would be collected with it; Orkestra's onDelete Jobs carry none either), and
+/// its Jobs are waited for (§13.6).
+async fn on_delete(ctx: &Context, obj: &DynamicObject) -> Result<Progress, Error> {
+    let mut cr = serde_json::to_value(obj).unwrap_or(Value::Null);
+    if let Some(map) = cr.as_object_mut() {
+        map.insert("apiVersion".into(), json!(ctx.resource.api_version));
+        map.insert("kind".into(), json!(ctx.resource.kind));
+    }
+    let groups = render::render_delete_groups(&ctx.entry, &cr, &ctx.engine).map_err(Error::Render)?;
+    for group in &groups {
+        let mut targets = Vec::with_capacity(group.objects.len());
+        let mut presence = Vec::with_capacity(group.objects.len());
+        for r in &group.objects {
+            let t = ref_target(ctx, r)?;
+            let found = t
+                .api
+                .get_opt(&t.object_ref.name)
+                .await
+                .map_err(|source| Error::GetChild {
+                    child: t.label.clone(),
+                    source,
+                })?;
+            presence.push(match found {
+                None => Presence::Absent,
+                Some(o) if o.metadata.deletion_timestamp.is_some() => Presence::Terminating,
+                Some(_) => Presence::Present,
+            });
+            targets.push(t);
+        }
+        let Some(to_delete) = group_step(&presence) else {
+            continue;
+        };
+        for i in to_delete {
+            let t = &targets[i];
+            match t
+                .api
+                .delete(&t.object_ref.name, &DeleteParams::foreground())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::DeleteChild {
+                        child: t.label.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        let still: Vec<&str> = targets
+            .iter()
+            .zip(&presence)
+            .filter(|(_, p)| **p != Presence::Absent)
+            .map(|(t, _)| t.label.as_str())
+            .collect();
+        return Ok(Progress::Waiting(format!("{}: {}", group.name, still.join(", "))));
+    }
+    if ctx.entry.on_delete.counts().is_empty() {
+        return Ok(Progress::Done);
+    }
     let rendered =
         render::render_on_delete(&ctx.entry, &cr, &ctx.engine, ctx.view.as_ref()).map_err(Error::Render)?;
+    let mut running = Vec::new();
     for child in &rendered.children {
         let mut object = child.object.clone();
         if let Some(meta) = object["metadata"].as_object_mut() {
@@ -799,8 +1043,52 @@ async fn on_delete(ctx: &Context, obj: &DynamicObject) -> Result<(), Error> {
         }
         let t = target(ctx, &object)?;
         create(ctx, &t, &object).await?;
+        if object["kind"] != "Job" {
+            continue;
+        }
+        // Read from the API server, not the cache: the delete path must not depend on the
+        // entry watching Jobs.
+        let job = t
+            .api
+            .get_opt(&t.object_ref.name)
+            .await
+            .map_err(|source| Error::GetChild {
+                child: t.label.clone(),
+                source,
+            })?;
+        let outcome = job
+            .as_ref()
+            .and_then(|j| job_outcome(&serde_json::to_value(j).unwrap_or(Value::Null)));
+        match outcome {
+            Some(Ok(())) => {}
+            Some(Err(message)) => {
+                return Err(Error::JobFailed {
+                    job: t.label.clone(),
+                    message,
+                });
+            }
+            None => running.push(t.label),
+        }
     }
-    Ok(())
+    if running.is_empty() {
+        Ok(Progress::Done)
+    } else {
+        Ok(Progress::Waiting(format!("running {}", running.join(", "))))
+    }
+}
+
+/// Where an object named by a deletion group lives; an empty apiVersion is the kind's own.
+fn ref_target(ctx: &Context, r: &ObjectRef) -> Result<Target, Error> {
+    let api_version = if r.api_version.is_empty() {
+        kinds::by_kind(&r.kind).map_or_else(String::new, |k| k.resource.api_version)
+    } else {
+        r.api_version.clone()
+    };
+    let mut object = json!({"apiVersion": api_version, "kind": r.kind, "metadata": {"name": r.name}});
+    if let Some(ns) = &r.namespace {
+        object["metadata"]["namespace"] = json!(ns);
+    }
+    target(ctx, &object)
 }
 
 #[cfg(test)]
@@ -813,5 +1101,72 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(2));
         assert_eq!(backoff(4), Duration::from_secs(8));
         assert_eq!(backoff(30), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_group_is_done_only_when_every_object_is_absent() {
+        use Presence::{Absent, Present, Terminating};
+        assert_eq!(group_step(&[]), None);
+        assert_eq!(group_step(&[Absent, Absent]), None);
+        // Present objects are deleted; terminating ones only waited for.
+        assert_eq!(
+            group_step(&[Present, Absent, Terminating, Present]),
+            Some(vec![0, 3])
+        );
+        assert_eq!(group_step(&[Terminating]), Some(vec![]));
+    }
+
+    #[test]
+    fn the_delete_timeout_counts_from_the_deletion() {
+        let since: Timestamp = "2026-03-25T10:00:00Z".parse().unwrap();
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let five = Duration::from_secs(300);
+        assert!(!timed_out(since, five, at("2026-03-25T10:04:59Z")));
+        assert!(timed_out(since, five, at("2026-03-25T10:05:00Z")));
+    }
+
+    #[test]
+    fn a_job_is_done_when_complete_and_failed_with_its_message() {
+        assert_eq!(job_outcome(&json!({})), None);
+        assert_eq!(
+            job_outcome(&json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}})),
+            Some(Ok(()))
+        );
+        assert_eq!(
+            job_outcome(&json!({"status": {"conditions": [
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit"}]}})),
+            Some(Err("Job has reached the specified backoff limit".to_owned()))
+        );
+        assert_eq!(
+            job_outcome(&json!({"status": {"conditions": [{"type": "Complete", "status": "False"}]}})),
+            None
+        );
+    }
+
+    #[test]
+    fn the_rotation_requeue_is_the_earliest_kept_secret_and_at_least_a_second() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let child = |once| Child {
+            phase: render::Phase::OnCreate,
+            source: "secrets[0]".into(),
+            updated: false,
+            object: json!({}),
+            once,
+        };
+        let children = [
+            child(None),
+            child(Some(Once::Keep {
+                rotate_at: Some(at("2026-03-25T11:00:00Z")),
+            })),
+            child(Some(Once::Keep {
+                rotate_at: Some(at("2026-03-25T10:30:00Z")),
+            })),
+            child(Some(Once::Keep { rotate_at: None })),
+        ];
+        assert_eq!(next_rotation(&children), Some(at("2026-03-25T10:30:00Z")));
+        let now = at("2026-03-25T10:00:00Z");
+        assert_eq!(until(at("2026-03-25T10:30:00Z"), now), Duration::from_secs(1800));
+        assert_eq!(until(now, now), Duration::from_secs(1));
     }
 }
