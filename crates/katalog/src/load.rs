@@ -78,6 +78,15 @@ pub struct Entry {
     pub label_selector: BTreeMap<String, String>,
     /// `fieldSelector`: only CRs whose fields match are watched (e.g. `metadata.name`).
     pub field_selector: BTreeMap<String, String>,
+    /// `forceConflict` (default true): children's server-side applies take fields over from
+    /// other managers; `false` makes a conflict fail the pass instead.
+    pub force_conflict: bool,
+    /// `ignoreStatusPatch`: the CR's status is never written.
+    pub ignore_status_patch: bool,
+    /// `ignoreObservedGeneration`: status carries no `observedGeneration`.
+    pub ignore_observed_generation: bool,
+    /// `removeFinalizers`: our finalizers are removed from the CR instead of added (§4.2 step 5).
+    pub remove_finalizers: bool,
     pub workers: Setting<u32>,
     pub resync: Setting<Duration>,
     pub max_queue_depth: Setting<u32>,
@@ -477,6 +486,10 @@ fn resolve(
         restricted_namespaces: e.restricted_namespaces.clone(),
         label_selector: e.label_selector.clone(),
         field_selector: e.field_selector.clone(),
+        force_conflict: e.force_conflict.unwrap_or(true),
+        ignore_status_patch: e.ignore_status_patch,
+        ignore_observed_generation: e.ignore_observed_generation,
+        remove_finalizers: e.remove_finalizers,
         workers: Setting::pick([e.workers, tuning.workers], DEFAULT_WORKERS),
         resync: Setting::pick(
             [e.resync.map(|d| d.0), tuning.resync.map(|d| d.0)],

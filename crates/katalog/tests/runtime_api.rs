@@ -1424,3 +1424,113 @@ async fn label_and_field_selectors_and_namespace_narrow_the_cr_watch() {
         assert!(cr.metadata.finalizers.unwrap_or_default().is_empty(), "{name}");
     }
 }
+
+#[tokio::test]
+async fn status_and_finalizer_switches_are_honoured() {
+    let ns = fixture::shared().namespace("katalog-switches").await;
+    let client = ns.client();
+    // ignoreStatusPatch + removeFinalizers: children only, our finalizer taken off.
+    let quiet = Variant::new(
+        "QuietJob",
+        "      ignoreStatusPatch: true\n      removeFinalizers: true\n",
+    );
+    // ignoreObservedGeneration: a status without observedGeneration.
+    let plain = Variant::new("PlainJob", "      ignoreObservedGeneration: true\n");
+    quiet.install(&client).await;
+    plain.install(&client).await;
+    let (_state, _running) = start(
+        &client,
+        local(vec![quiet.katalog(), plain.katalog()]),
+        Arc::default(),
+    )
+    .await;
+
+    let mut cr: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "data.demo.orkestra.io/v1alpha1", "kind": "QuietJob",
+        "metadata": {"name": "q", "namespace": ns.name(),
+            "finalizers": ["orkestra.orkspace.io/cleanup", "example.com/keep"]},
+        "spec": {"image": "python:3.12-slim", "parallelism": "1", "timeout": "2h"}
+    }))
+    .unwrap();
+    cr = quiet
+        .api(&client, ns.name())
+        .create(&PostParams::default(), &cr)
+        .await
+        .unwrap();
+    let config_maps: Api<ConfigMap> = ns.api();
+    eventually("the quiet CR's ConfigMap", LIMIT, || async {
+        config_maps.get_opt("q-job").await.unwrap()
+    })
+    .await;
+    let finalizers = eventually("our finalizer removed", LIMIT, || async {
+        let f = quiet
+            .api(&client, ns.name())
+            .get("q")
+            .await
+            .unwrap()
+            .metadata
+            .finalizers
+            .unwrap_or_default();
+        (!f.contains(&"orkestra.orkspace.io/cleanup".to_owned())).then_some(f)
+    })
+    .await;
+    assert_eq!(finalizers, ["example.com/keep"], "only ours go");
+    let now = quiet.api(&client, ns.name()).get("q").await.unwrap();
+    assert!(now.data.get("status").is_none(), "status written: {:?}", now.data);
+    assert_eq!(cr.metadata.name, now.metadata.name);
+
+    plain.create(&client, ns.name(), "p", "1").await;
+    let p = wait_ready(&plain.api(&client, ns.name()), "p", "True").await;
+    assert!(
+        p.data["status"].get("observedGeneration").is_none(),
+        "{:?}",
+        p.data
+    );
+    assert_eq!(p.data["status"]["phase"], "Running");
+}
+
+#[tokio::test]
+async fn without_force_conflict_a_field_owned_by_another_manager_fails_the_pass() {
+    let ns = fixture::shared().namespace("katalog-conflict").await;
+    let client = ns.client();
+    let v = Variant::new("MildJob", "      forceConflict: false\n");
+    v.install(&client).await;
+    let (_state, _running) = start(&client, v.config(), Arc::default()).await;
+    let jobs = v.api(&client, ns.name());
+    v.create(&client, ns.name(), "m", "1").await;
+    wait_ready(&jobs, "m", "True").await;
+
+    // Someone else takes `spec.replicas` over, forcing.
+    let replica_sets: Api<ReplicaSet> = ns.api();
+    replica_sets
+        .patch(
+            "m-worker",
+            &PatchParams::apply("someone-else").force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": "m-worker"}, "spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    // The runtime's next apply of a changed ReplicaSet may not take it back.
+    jobs.patch(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"parallelism": "2"}})),
+    )
+    .await
+    .unwrap();
+    let failed = wait_ready(&jobs, "m", "False").await;
+    let message = failed.data["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("conflict") || message.contains("Conflict"),
+        "{message}"
+    );
+    assert!(message.contains("someone-else"), "{message}");
+    assert_eq!(
+        replica_sets.get("m-worker").await.unwrap().spec.unwrap().replicas,
+        Some(4)
+    );
+}

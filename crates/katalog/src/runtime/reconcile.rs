@@ -347,17 +347,19 @@ async fn pass(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Erro
         fields
     });
     let message = outcome.as_ref().err().map(ToString::to_string);
-    let status_written = write_status(
-        &api,
-        &name,
-        &obj,
-        match (&declared, &message) {
-            (Ok(fields), _) => Ok(fields),
-            (Err(_), Some(m)) => Err(m.as_str()),
-            (Err(_), None) => Err(""),
-        },
-    )
-    .await;
+    let status_written = !ctx.entry.ignore_status_patch
+        && write_status(
+            &api,
+            &name,
+            &obj,
+            ctx.entry.ignore_observed_generation,
+            match (&declared, &message) {
+                (Ok(fields), _) => Ok(fields),
+                (Err(_), Some(m)) => Err(m.as_str()),
+                (Err(_), None) => Err(""),
+            },
+        )
+        .await;
 
     match outcome {
         Ok((rendered, changes)) => {
@@ -457,19 +459,25 @@ async fn refuse_namespace(
 ) -> Result<Action, Error> {
     let message = namespace_message(&ctx.entry, namespace);
     let current = obj.data.get("status");
-    let mut desired = status::desired(current, obj.metadata.generation, Err(&message), &now());
+    let generation = obj
+        .metadata
+        .generation
+        .filter(|_| !ctx.entry.ignore_observed_generation);
+    let mut desired = status::desired(current, generation, Err(&message), &now());
     desired["conditions"][0]["reason"] = json!(NAMESPACE_NOT_ALLOWED);
     if current.is_some_and(|c| covers(c, &desired)) {
         return Ok(Action::await_change());
     }
     tracing::warn!(cr = %display_key(obj), "{message}");
-    if let Err(e) = api
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": desired })),
-        )
-        .await
+    // With `ignoreStatusPatch` only the event tells; it then comes with every change of the CR.
+    if !ctx.entry.ignore_status_patch
+        && let Err(e) = api
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": desired })),
+            )
+            .await
     {
         tracing::warn!(cr = name, error = %e, "failed to patch status");
     }
@@ -505,13 +513,18 @@ pub fn backoff(failures: u32) -> Duration {
 /// write-once annotations. Returns whether finalizers were added.
 async fn metadata(api: &Api<DynamicObject>, obj: &DynamicObject, ctx: &Context) -> Result<bool, Error> {
     let existing = obj.metadata.finalizers.clone().unwrap_or_default();
-    let missing: Vec<String> = ctx
-        .entry
-        .finalizers
-        .iter()
-        .filter(|f| !existing.contains(f))
-        .cloned()
-        .collect();
+    let missing: Vec<String> = if ctx.entry.remove_finalizers {
+        Vec::new()
+    } else {
+        ctx.entry
+            .finalizers
+            .iter()
+            .filter(|f| !existing.contains(f))
+            .cloned()
+            .collect()
+    };
+    // `removeFinalizers`: ours come off (others stay), so deleting the CR no longer waits for us.
+    let removed = ctx.entry.remove_finalizers && existing.iter().any(|f| ctx.entry.finalizers.contains(f));
     let mut meta = Map::new();
     let labels = obj.metadata.labels.clone().unwrap_or_default();
     if labels.get(MANAGED_LABEL).map(String::as_str) != Some("true") {
@@ -528,10 +541,14 @@ async fn metadata(api: &Api<DynamicObject>, obj: &DynamicObject, ctx: &Context) 
     if !add.is_empty() {
         meta.insert("annotations".into(), Value::Object(add));
     }
-    if !missing.is_empty() {
+    if !missing.is_empty() || removed {
         // A merge patch replaces the whole list; the resourceVersion makes it fail instead of
         // dropping a finalizer someone else added since we read the CR.
-        let all: Vec<String> = existing.into_iter().chain(missing.iter().cloned()).collect();
+        let all: Vec<String> = existing
+            .into_iter()
+            .filter(|f| !(removed && ctx.entry.finalizers.contains(f)))
+            .chain(missing.iter().cloned())
+            .collect();
         meta.insert("finalizers".into(), json!(all));
         meta.insert("resourceVersion".into(), json!(obj.metadata.resource_version));
     }
@@ -729,7 +746,7 @@ async fn ensure(ctx: &Context, child: &Child, object: &Value, changes: &mut Chan
     t.api
         .patch(
             name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &apply_params(ctx.entry.force_conflict),
             &Patch::Apply(object),
         )
         .await
@@ -749,6 +766,13 @@ async fn ensure(ctx: &Context, child: &Child, object: &Value, changes: &mut Chan
         Some(_) => {}
     }
     Ok(())
+}
+
+/// Server-side apply under our field manager; forced unless the entry says `forceConflict: false`
+/// (§13.7), in which case a field another manager owns fails the apply with 409.
+fn apply_params(force: bool) -> PatchParams {
+    let params = PatchParams::apply(FIELD_MANAGER);
+    if force { params.force() } else { params }
 }
 
 /// Creates `object` unless it exists; `AlreadyExists` means the cache lagged and is fine.
@@ -783,10 +807,12 @@ async fn write_status(
     api: &Api<DynamicObject>,
     name: &str,
     obj: &DynamicObject,
+    ignore_observed_generation: bool,
     outcome: Result<&Map<String, Value>, &str>,
 ) -> bool {
     let current = obj.data.get("status");
-    let desired = status::desired(current, obj.metadata.generation, outcome, &now());
+    let generation = obj.metadata.generation.filter(|_| !ignore_observed_generation);
+    let desired = status::desired(current, generation, outcome, &now());
     if current.is_some_and(|c| covers(c, &desired)) {
         return false;
     }
