@@ -790,9 +790,7 @@ impl<'a> Ctx<'a> {
             |s: &Scope<'_>, e: &crate::model::hooks::JobEntry| {
                 let meta = s.metadata(&e.common(), format!("{}-job", self.cr_name), true)?;
                 let name = meta["name"].clone();
-                let mut spec = json!({"template": {
-                "metadata": {"labels": meta["labels"]},
-                "spec": {"restartPolicy": "Never", "containers": [container(s, &name, e.image.as_deref(), &e.command, &e.args)?]}}});
+                let mut spec = json!({"template": run_once_pod(s, &meta, &name, e.image.as_deref(), &e.command, &e.args)?});
                 if let Some(n) = s
                     .opt("backoffLimit", e.backoff_limit.as_ref().map(|t| t.as_str()))?
                     .as_deref()
@@ -812,8 +810,7 @@ impl<'a> Ctx<'a> {
                 let meta = s.metadata(&e.common(), format!("{}-cronjob", self.cr_name), true)?;
                 let name = meta["name"].clone();
                 let spec = json!({"schedule": s.opt("schedule", e.schedule.as_deref())?.unwrap_or_default(),
-                "jobTemplate": {"spec": {"template": {"metadata": {"labels": meta["labels"]},
-                    "spec": {"restartPolicy": "Never", "containers": [container(s, &name, e.image.as_deref(), &e.command, &e.args)?]}}}}});
+                "jobTemplate": {"spec": {"template": run_once_pod(s, &meta, &name, e.image.as_deref(), &e.command, &e.args)?}}});
                 Ok::<_, Error>(vec![
                     json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": spec}),
                 ])
@@ -990,6 +987,22 @@ fn copies(obj: Value, namespaces: &[String]) -> Result<Vec<Value>, Error> {
         out.push(copy);
     }
     Ok(out)
+}
+
+/// The pod template of a Job (and of a CronJob's jobs): the child's labels, one container, run
+/// once.
+fn run_once_pod(
+    s: &Scope<'_>,
+    meta: &Map<String, Value>,
+    name: &Value,
+    image: Option<&str>,
+    command: &[String],
+    args: &[String],
+) -> Result<Value, Error> {
+    Ok(json!({
+        "metadata": {"labels": meta["labels"]},
+        "spec": {"restartPolicy": "Never", "containers": [container(s, name, image, command, args)?]},
+    }))
 }
 
 fn container(

@@ -430,3 +430,27 @@ fn ordered_delete_groups_render_their_names_and_namespaces() {
     assert_eq!(groups[1].objects[0].namespace.as_deref(), Some("other"));
     assert_eq!(e.on_delete.timeout.unwrap().0, std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn jobs_and_cron_jobs_get_the_same_run_once_pod_with_the_childs_labels() {
+    let (_d, e) = entry(
+        "      operatorBox:\n        onCreate:\n          jobs:\n            - name: \"{{ .metadata.name }}-once\"\n              image: busybox\n              command: [sh, -c]\n              args: [\"echo {{ .spec.word }}\"]\n          cronJobs:\n            - name: \"{{ .metadata.name }}-nightly\"\n              schedule: \"0 2 * * *\"\n              image: busybox\n              command: [sh, -c, \"echo night\"]\n",
+    );
+    let r = render(&e, &cr(json!({"word": "hi"})));
+    let labels = json!({"orkestra.orkspace.io/managed": "true", "orkestra-owner": "site"});
+    let job = &r.children[0].object;
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(
+        job["spec"]["template"],
+        json!({"metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "site-once", "image": "busybox", "command": ["sh", "-c"], "args": ["echo hi"]}]}})
+    );
+    let cron = &r.children[1].object;
+    assert_eq!(cron["kind"], "CronJob");
+    assert_eq!(cron["spec"]["schedule"], "0 2 * * *");
+    assert_eq!(
+        cron["spec"]["jobTemplate"]["spec"]["template"],
+        json!({"metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "site-nightly", "image": "busybox", "command": ["sh", "-c", "echo night"]}]}})
+    );
+}

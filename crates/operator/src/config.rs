@@ -68,7 +68,8 @@ pub struct OperatorConfig {
     /// `POLLING_INTERVAL_SECONDS` (default 10): the safety-net requeue of a non-terminal OMJob.
     /// Pods are watched, so this only bounds how long a missed event can go unnoticed.
     pub polling_interval: Duration,
-    /// `REQUEUE_DELAY_SECONDS` (default 30): the base of the error back-off.
+    /// `REQUEUE_DELAY_SECONDS` (default 30), read as the Java operator does; not used yet: the
+    /// error policy waits a fixed 2 s (OMJobs) or 5 s (CronOMJobs).
     pub requeue_delay: Duration,
     /// `HEALTH_CHECK_PORT` (default 8080).
     pub health_check_port: u16,

@@ -14,20 +14,16 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use http_body_util::{BodyExt as _, Empty};
-use hyper::body::Bytes;
 use nix::{
     sys::signal::{Signal, kill},
-    unistd::{Pid, SysconfVar, sysconf},
+    unistd::Pid,
 };
 use omjob_testbed::Testbed;
 
-use super::operator_process::Memory;
+use super::operator_process::{Memory, http_get, proc_cpu_seconds, proc_memory};
 
 /// How long a started runtime may take to answer `/ready`.
 const START_LIMIT: Duration = Duration::from_secs(60);
-/// How long one HTTP request to the runtime may take.
-const HTTP_LIMIT: Duration = Duration::from_secs(10);
 
 /// How the runtime is started.
 #[derive(Debug, Clone)]
@@ -199,86 +195,4 @@ impl Drop for KatalogProcess {
     fn drop(&mut self) {
         let _ = self.kill();
     }
-}
-
-fn read_proc(pid: u32, file: &str) -> anyhow::Result<String> {
-    let path = format!("/proc/{pid}/{file}");
-    std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
-}
-
-/// `VmRSS` and `VmHWM` of process `pid`.
-fn proc_memory(pid: u32) -> anyhow::Result<Memory> {
-    let status = read_proc(pid, "status")?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        let line = status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
-        let kib: u64 = line
-            .trim_start_matches(':')
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .with_context(|| format!("{name} is not a number: {line:?}"))?;
-        Ok(kib * 1024)
-    };
-    Ok(Memory {
-        rss_bytes: field("VmRSS")?,
-        peak_bytes: field("VmHWM")?,
-    })
-}
-
-/// utime + stime of process `pid`, in seconds.
-fn proc_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = read_proc(pid, "stat")?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-    let after = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .context("malformed /proc/<pid>/stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After the name, state is field 3, so utime (14) and stime (15) sit at 11 and 12.
-    let ticks = |i: usize| -> anyhow::Result<u64> {
-        fields
-            .get(i)
-            .context("short /proc/<pid>/stat")?
-            .parse::<u64>()
-            .context("malformed /proc/<pid>/stat")
-    };
-    let per_second = sysconf(SysconfVar::CLK_TCK)
-        .context("sysconf(CLK_TCK)")?
-        .context("CLK_TCK is not defined")?;
-    #[allow(clippy::cast_precision_loss)]
-    Ok((ticks(11)? + ticks(12)?) as f64 / per_second as f64)
-}
-
-/// `GET path` on `127.0.0.1:port`: the status code and the body.
-async fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    let request = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .context("HTTP handshake")?;
-        let conn = tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header(http::header::HOST, format!("127.0.0.1:{port}"))
-            .body(Empty::<Bytes>::new())
-            .context("building the request")?;
-        let resp = sender.send_request(req).await.context("sending the request")?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .context("reading the response")?
-            .to_bytes();
-        conn.abort();
-        anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    tokio::time::timeout(HTTP_LIMIT, request)
-        .await
-        .with_context(|| format!("GET {path} took longer than {HTTP_LIMIT:?}"))?
 }

@@ -159,25 +159,7 @@ impl OperatorProcess {
     /// # Errors
     /// When the process is not running or `/proc` cannot be read.
     pub fn memory(&self) -> anyhow::Result<Memory> {
-        let status = self.read_proc("status")?;
-        let field = |name: &str| -> anyhow::Result<u64> {
-            let line = status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .with_context(|| format!("no {name} in /proc/<pid>/status"))?;
-            let kib: u64 = line
-                .trim_start_matches(':')
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .with_context(|| format!("{name} is not a number: {line:?}"))?;
-            Ok(kib * 1024)
-        };
-        Ok(Memory {
-            rss_bytes: field("VmRSS")?,
-            peak_bytes: field("VmHWM")?,
-        })
+        proc_memory(self.running_pid()?)
     }
 
     /// CPU time the process has used so far (user + system), in seconds.
@@ -185,26 +167,7 @@ impl OperatorProcess {
     /// # Errors
     /// When the process is not running or `/proc` cannot be read.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = self.read_proc("stat")?;
-        // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-        let after = stat
-            .rfind(')')
-            .map(|i| &stat[i + 1..])
-            .context("malformed /proc/<pid>/stat")?;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // After the name: state is field 3, so utime (14) and stime (15) sit at 11 and 12.
-        let ticks = |i: usize| -> anyhow::Result<u64> {
-            fields
-                .get(i)
-                .context("short /proc/<pid>/stat")?
-                .parse::<u64>()
-                .context("malformed /proc/<pid>/stat")
-        };
-        let per_second = sysconf(SysconfVar::CLK_TCK)
-            .context("sysconf(CLK_TCK)")?
-            .context("CLK_TCK is not defined")?;
-        #[allow(clippy::cast_precision_loss)]
-        Ok((ticks(11)? + ticks(12)?) as f64 / per_second as f64)
+        proc_cpu_seconds(self.running_pid()?)
     }
 
     /// `GET /metrics`: the operator's OpenMetrics text.
@@ -284,10 +247,8 @@ impl OperatorProcess {
         status
     }
 
-    fn read_proc(&self, file: &str) -> anyhow::Result<String> {
-        let pid = self.pid().context("the operator is not running")?;
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
+    fn running_pid(&self) -> anyhow::Result<u32> {
+        self.pid().context("the operator is not running")
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
@@ -405,8 +366,61 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `GET path` on the operator's port: the status code and the body.
-async fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+/// `/proc/<pid>/<file>`.
+fn read_proc(pid: u32, file: &str) -> anyhow::Result<String> {
+    let path = format!("/proc/{pid}/{file}");
+    std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
+}
+
+/// `VmRSS` and `VmHWM` of process `pid`.
+pub(crate) fn proc_memory(pid: u32) -> anyhow::Result<Memory> {
+    let status = read_proc(pid, "status")?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
+        let kib: u64 = line
+            .trim_start_matches(':')
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} is not a number: {line:?}"))?;
+        Ok(kib * 1024)
+    };
+    Ok(Memory {
+        rss_bytes: field("VmRSS")?,
+        peak_bytes: field("VmHWM")?,
+    })
+}
+
+/// utime + stime of process `pid`, in seconds.
+pub(crate) fn proc_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = read_proc(pid, "stat")?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let after = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .context("malformed /proc/<pid>/stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the name, state is field 3, so utime (14) and stime (15) sit at 11 and 12.
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .context("short /proc/<pid>/stat")?
+            .parse::<u64>()
+            .context("malformed /proc/<pid>/stat")
+    };
+    let per_second = sysconf(SysconfVar::CLK_TCK)
+        .context("sysconf(CLK_TCK)")?
+        .context("CLK_TCK is not defined")?;
+    #[allow(clippy::cast_precision_loss)]
+    Ok((ticks(11)? + ticks(12)?) as f64 / per_second as f64)
+}
+
+/// `GET path` on `127.0.0.1:port`: the status code and the body.
+pub(crate) async fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     let request = async {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

@@ -141,22 +141,10 @@ pub fn omjob(state: &PanelState, health: (State, Option<String>)) -> CrdPage {
                 .to_owned(),
         ],
     };
-    page.configuration = Configuration {
-        workers: Some(u32::from(c.reconciliation_threads)),
-        workers_source: Some("RECONCILIATION_THREADS".to_owned()),
-        max_queue_depth: None,
-        resync: None,
-        settings: vec![
-            setting(
-                "RECONCILIATION_THREADS",
-                c.reconciliation_threads.to_string(),
-                "OMJobs reconciled at once",
-            ),
-            setting(
-                "WATCH_NAMESPACES",
-                c.watch_namespaces.to_string(),
-                "the namespaces whose OMJobs are reconciled",
-            ),
+    page.configuration = configuration(
+        state,
+        "OMJobs",
+        vec![
             setting(
                 "POLLING_INTERVAL_SECONDS",
                 go_duration(c.polling_interval),
@@ -165,7 +153,7 @@ pub fn omjob(state: &PanelState, health: (State, Option<String>)) -> CrdPage {
             setting(
                 "REQUEUE_DELAY_SECONDS",
                 go_duration(c.requeue_delay),
-                "base of the error back-off",
+                "parsed; the error policy does not use it yet (it waits a fixed 2 s)",
             ),
             setting(
                 "MAIN_POD_PENDING_TIMEOUT_SECONDS",
@@ -182,9 +170,8 @@ pub fn omjob(state: &PanelState, health: (State, Option<String>)) -> CrdPage {
                 c.exit_handler_max_attempts.to_string(),
                 "exit-handler pods created at most, replacements of lost ones included",
             ),
-            leader_setting(state),
         ],
-    };
+    );
     page.children = vec![
         ChildKind {
             kind: "Pod (main)".to_owned(),
@@ -217,10 +204,36 @@ pub fn omjob(state: &PanelState, health: (State, Option<String>)) -> CrdPage {
     page
 }
 
+/// The Configuration section of a typed controller: its threads and namespaces, `extra`
+/// settings, then the leader state.
+fn configuration(state: &PanelState, kinds: &str, extra: Vec<Setting>) -> Configuration {
+    let c = &state.config;
+    let mut settings = vec![
+        setting(
+            "RECONCILIATION_THREADS",
+            c.reconciliation_threads.to_string(),
+            &format!("{kinds} reconciled at once"),
+        ),
+        setting(
+            "WATCH_NAMESPACES",
+            c.watch_namespaces.to_string(),
+            &format!("the namespaces whose {kinds} are reconciled"),
+        ),
+    ];
+    settings.extend(extra);
+    settings.push(leader_setting(state));
+    Configuration {
+        workers: Some(u32::from(c.reconciliation_threads)),
+        workers_source: Some("RECONCILIATION_THREADS".to_owned()),
+        max_queue_depth: None,
+        resync: None,
+        settings,
+    }
+}
+
 /// The CronOMJob CRD page.
 #[must_use]
 pub fn cronomjob(state: &PanelState, health: (State, Option<String>)) -> CrdPage {
-    let c = &state.config;
     let mut page = base(state, health, "CronOMJob", "cronomjobs", ENTRY_CRONOMJOB);
     page.mode = ReconcileMode::TypedController {
         paragraphs: vec![
@@ -230,25 +243,7 @@ pub fn cronomjob(state: &PanelState, health: (State, Option<String>)) -> CrdPage
                 .to_owned(),
         ],
     };
-    page.configuration = Configuration {
-        workers: Some(u32::from(c.reconciliation_threads)),
-        workers_source: Some("RECONCILIATION_THREADS".to_owned()),
-        max_queue_depth: None,
-        resync: None,
-        settings: vec![
-            setting(
-                "RECONCILIATION_THREADS",
-                c.reconciliation_threads.to_string(),
-                "CronOMJobs reconciled at once",
-            ),
-            setting(
-                "WATCH_NAMESPACES",
-                c.watch_namespaces.to_string(),
-                "the namespaces whose CronOMJobs are reconciled",
-            ),
-            leader_setting(state),
-        ],
-    };
+    page.configuration = configuration(state, "CronOMJobs", Vec::new());
     page.children = vec![ChildKind {
         kind: "OMJob".to_owned(),
         count: "one per slot".to_owned(),
