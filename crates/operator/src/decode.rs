@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 use crate::metrics::Metrics;
 
 /// Reason of the `Warning` event on an object that does not decode.
-pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+pub const REASON_INVALID_SPEC: &str = crate::events::reason::INVALID_SPEC;
 
 /// The longest event note the API server accepts (`events.k8s.io/v1`: 1 kB).
 const MAX_NOTE_BYTES: usize = 1024;
@@ -197,11 +197,11 @@ pub fn note(kind: &str, error: &DecodeError) -> String {
 
 /// Logs an undecodable object and publishes an `InvalidSpec` warning on it, once per
 /// `resourceVersion`; counted in the controller's reconcile errors as category `decode`.
-pub async fn report<K>(
+pub fn report<K>(
     obj: &Lenient<K>,
     bad: &Undecodable,
     reported: &Reported,
-    client: &kube::Client,
+    events: &crate::events::Publisher,
     now: k8s_openapi::jiff::Timestamp,
     metrics: &Metrics,
     controller: &'static str,
@@ -226,18 +226,11 @@ pub async fn report<K>(
     );
     let event = crate::events::Note {
         warning: true,
-        reason: REASON_INVALID_SPEC.to_owned(),
+        reason: REASON_INVALID_SPEC,
         message: note(&kind, &bad.error),
-        action: "Decode",
+        action: crate::events::action::DECODE,
     };
-    crate::events::publish(
-        client,
-        &obj.object_ref(&()),
-        bad.metadata.labels.as_ref(),
-        &event,
-        now,
-    )
-    .await;
+    events.publish(&obj.object_ref(&()), bad.metadata.labels.as_ref(), &event, now);
 }
 
 #[cfg(test)]

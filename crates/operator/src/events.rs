@@ -2,31 +2,83 @@
 //! §5.1): `source.component: omjob-operator`, the object's labels copied, first and last
 //! timestamp the time of the event. OpenMetadata's chart grants `create` on core `events`
 //! only, not on `events.k8s.io` (which kube-runtime's recorder uses), so this is the one
-//! path every RBAC this operator runs under allows. Best effort: a failure is logged, never
-//! returned, because nothing decides from events.
+//! path every RBAC this operator runs under allows.
+//!
+//! Every reason is a constant in [`reason`], and every event goes through one [`Publisher`]: a
+//! queue drained by a task of its own, so that no reconcile waits for an event's round trip
+//! (least of all the one between a main pod's end and its exit pod's creation). Events are
+//! best effort: nothing decides from them, so a failed write is logged and a full queue drops
+//! the newest event with a warning rather than slowing the reconciles down.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
+use futures::StreamExt as _;
 use k8s_openapi::{
     api::core::v1::{Event, EventSource, ObjectReference},
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
     jiff::Timestamp,
 };
 use kube::{Api, Client, api::PostParams};
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
 
 /// `source.component` and `reportingComponent` of every event.
 pub const COMPONENT: &str = "omjob-operator";
+
+/// The reasons of every event the operator writes (the Java operator's names where it has the
+/// event, Kubernetes' CronJob controller's for the schedule's).
+pub mod reason {
+    /// The main pod was created.
+    pub const MAIN_POD_CREATED: &str = "MainPodCreated";
+    /// The main pod ended (Warning when it failed).
+    pub const MAIN_POD_COMPLETED: &str = "MainPodCompleted";
+    /// The exit-handler pod was created.
+    pub const EXIT_HANDLER_CREATED: &str = "ExitHandlerCreated";
+    /// An exit-handler pod was lost before it finished and another attempt starts.
+    pub const EXIT_HANDLER_LOST: &str = "ExitHandlerLost";
+    /// The run succeeded.
+    pub const OMJOB_COMPLETED: &str = "OMJobCompleted";
+    /// The run failed.
+    pub const OMJOB_FAILED: &str = "OMJobFailed";
+    /// A pod could not be created for good.
+    pub const RECONCILIATION_ERROR: &str = "ReconciliationError";
+    /// A finished run's pods were deleted after its TTL.
+    pub const RESOURCES_CLEANED_UP: &str = "ResourcesCleanedUp";
+    /// An object does not decode into its type.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A CronOMJob created the run of a slot.
+    pub const SUCCESSFUL_CREATE: &str = "SuccessfulCreate";
+    /// A CronOMJob could not create the run of a slot.
+    pub const FAILED_CREATE: &str = "FailedCreate";
+    /// A CronOMJob deleted a run (history limit, or Replace).
+    pub const SUCCESSFUL_DELETE: &str = "SuccessfulDelete";
+    /// A CronOMJob saw one of its runs finish.
+    pub const SAW_COMPLETED_JOB: &str = "SawCompletedJob";
+    /// A CronOMJob missed more slots than it can tell apart.
+    pub const TOO_MANY_MISSED_TIMES: &str = "TooManyMissedTimes";
+}
+
+/// What the operator was doing when it wrote an event (`action` of the Event).
+pub mod action {
+    /// Reconciling an OMJob.
+    pub const RECONCILE: &str = "Reconcile";
+    /// Running a CronOMJob's schedule.
+    pub const SCHEDULE: &str = "Schedule";
+    /// Decoding an object.
+    pub const DECODE: &str = "Decode";
+}
 
 /// One event to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
     /// `Warning` rather than `Normal`.
     pub warning: bool,
-    /// CamelCase reason (the Java operator's, where one exists).
-    pub reason: String,
+    /// CamelCase reason, one of [`reason`].
+    pub reason: &'static str,
     /// Human-readable message.
     pub message: String,
-    /// What the operator was doing (`Reconcile`, `Schedule`, `Decode`).
+    /// What the operator was doing, one of [`action`].
     pub action: &'static str,
 }
 
@@ -52,7 +104,7 @@ pub fn build(
             ..ObjectMeta::default()
         },
         involved_object: object.clone(),
-        reason: Some(note.reason.clone()),
+        reason: Some(note.reason.to_owned()),
         message: Some(note.message.clone()),
         type_: Some(if note.warning { "Warning" } else { "Normal" }.to_owned()),
         source: Some(EventSource {
@@ -68,24 +120,66 @@ pub fn build(
     }
 }
 
-/// Writes `note` about `object`; logs a failure.
-pub async fn publish(
-    client: &Client,
-    object: &ObjectReference,
-    labels: Option<&BTreeMap<String, String>>,
-    note: &Note,
-    now: Timestamp,
-) {
-    let event = build(object, labels, note, now);
+/// Events queued at most; beyond it the newest are dropped (and logged).
+pub const QUEUE_CAPACITY: usize = 10_000;
+/// Event writes in flight at once.
+const WRITERS: usize = 4;
+
+/// The one way events leave the operator: [`Publisher::publish`] queues, a task writes.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    queue: mpsc::Sender<Event>,
+    metrics: Arc<Metrics>,
+}
+
+impl Publisher {
+    /// A publisher writing through `client`, and the task that drains its queue. The task ends
+    /// once every clone of the publisher is dropped and the queue is written out.
+    #[must_use]
+    pub fn start(client: Client, metrics: Arc<Metrics>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (queue, rx) = mpsc::channel::<Event>(QUEUE_CAPACITY);
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+        let task = tokio::spawn(stream.for_each_concurrent(WRITERS, move |event| {
+            let client = client.clone();
+            async move { write(&client, &event).await }
+        }));
+        (Self { queue, metrics }, task)
+    }
+
+    /// Queues `note` about `object`, stamped `now`; never waits.
+    pub fn publish(
+        &self,
+        object: &ObjectReference,
+        labels: Option<&BTreeMap<String, String>>,
+        note: &Note,
+        now: Timestamp,
+    ) {
+        let event = build(object, labels, note, now);
+        if let Err(e) = self.queue.try_send(event) {
+            self.metrics.event_dropped();
+            tracing::warn!(
+                kind = object.kind.as_deref().unwrap_or_default(),
+                name = object.name.as_deref().unwrap_or_default(),
+                reason = note.reason,
+                full = matches!(e, mpsc::error::TrySendError::Full(_)),
+                "event dropped: the event queue is full or closed"
+            );
+        }
+    }
+}
+
+/// Writes one event; logs a failure.
+async fn write(client: &Client, event: &Event) {
+    let object = &event.involved_object;
     let ns = object.namespace.as_deref().unwrap_or("default");
     if let Err(e) = Api::<Event>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &event)
+        .create(&PostParams::default(), event)
         .await
     {
         tracing::warn!(
             kind = object.kind.as_deref().unwrap_or_default(),
             name = object.name.as_deref().unwrap_or_default(),
-            reason = %note.reason,
+            reason = event.reason.as_deref().unwrap_or_default(),
             error = %e,
             "failed to write event"
         );
@@ -109,7 +203,7 @@ mod tests {
         let labels = BTreeMap::from([("app.kubernetes.io/pipeline".to_owned(), "p".to_owned())]);
         let note = Note {
             warning: true,
-            reason: "OMJobFailed".into(),
+            reason: reason::OMJOB_FAILED,
             message: "m".into(),
             action: "Reconcile",
         };

@@ -11,6 +11,7 @@ pub mod api_client;
 pub mod capabilities;
 pub mod clock;
 pub mod config;
+pub mod controller;
 pub mod cronomjob;
 pub mod decode;
 pub mod events;

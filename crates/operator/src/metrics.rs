@@ -103,6 +103,7 @@ pub struct Metrics {
     leader_election: Gauge,
     exit_handler_latency: Histogram,
     api_requests: Family<ApiRequestLabels, Counter>,
+    events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -133,6 +134,7 @@ impl Metrics {
         let info = Family::<InfoLabels, Gauge>::default();
         let exit_handler_latency = Histogram::new(EXIT_HANDLER_LATENCY_BUCKETS);
         let api_requests = Family::<ApiRequestLabels, Counter>::default();
+        let events_dropped = Counter::default();
 
         info.get_or_create(&InfoLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -184,6 +186,11 @@ impl Metrics {
             "Requests this process sent to the Kubernetes API server, by verb and resource",
             api_requests.clone(),
         );
+        sub.register(
+            "events_dropped",
+            "Events not written because the event queue was full",
+            events_dropped.clone(),
+        );
 
         Self {
             registry,
@@ -196,7 +203,13 @@ impl Metrics {
             leader_election,
             exit_handler_latency,
             api_requests,
+            events_dropped,
         }
+    }
+
+    /// Counts an event the queue had no room for.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// Records whether leader election is in use (`omjob_leader_election_enabled`).

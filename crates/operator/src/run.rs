@@ -26,7 +26,7 @@ use crate::{
     http::{self, HttpState},
     leader::{LeaderElector, LeaseTimings},
     metrics::Metrics,
-    omjob::{self, Context, decide::Settings},
+    omjob::{Context, decide::Settings},
     telemetry,
 };
 
@@ -145,6 +145,7 @@ pub async fn run() -> anyhow::Result<()> {
         node_lost_grace: config.node_lost_grace,
         max_exit_attempts: i32::try_from(config.exit_handler_max_attempts).unwrap_or(i32::MAX),
         safety_requeue: config.polling_interval.max(Duration::from_secs(10)) * 30,
+        requeue_cap: config.requeue_delay,
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -179,6 +180,13 @@ pub async fn run() -> anyhow::Result<()> {
     }
     .shared();
 
+    // Not ready, and no controller started, until both CRDs are served and listable: a
+    // missing CRD or permission is then said once, plainly, instead of as endless watch errors.
+    let scopes = crate::controller::Scope::all(namespaces.as_deref());
+    tokio::select! {
+        () = crate::controller::crds::wait_until_served(&client, &scopes, crate::controller::CRD_CHECK_INTERVAL) => {}
+        () = shutdown.clone() => {}
+    }
     ready.store(true, Ordering::SeqCst);
     metrics.set_ready(true);
     tracing::info!("ready");
@@ -188,18 +196,20 @@ pub async fn run() -> anyhow::Result<()> {
         clock: ctx.clock.clone(),
         settings: crate::cronomjob::decide::Settings {
             capabilities,
+            requeue_cap: config.requeue_delay,
             ..crate::cronomjob::decide::Settings::default()
         },
     };
-    tokio::join!(
-        omjob::run(
-            ctx,
-            namespaces.clone(),
+    if shutdown.clone().now_or_never().is_none() {
+        crate::controller::manager::run(
+            Some(ctx),
+            Some(cron_ctx),
+            namespaces,
             config.reconciliation_threads,
-            shutdown.clone()
-        ),
-        crate::cronomjob::run(cron_ctx, namespaces, config.reconciliation_threads, shutdown),
-    );
+            shutdown,
+        )
+        .await;
+    }
 
     ready.store(false, Ordering::SeqCst);
     metrics.set_ready(false);

@@ -25,6 +25,7 @@
 //! * **Bad input.** An invalid schedule or unknown zone runs nothing, sets `message` to an error
 //!   naming the field, publishes one warning, and waits for the spec to change.
 
+use crate::events::reason;
 use std::time::Duration;
 
 use k8s_openapi::{
@@ -107,6 +108,9 @@ pub struct Settings {
     /// Longest wait before looking again even when no slot is due, so a jump of the wall clock
     /// (or of an injected test clock) is noticed within this time.
     pub max_requeue: Duration,
+    /// The longest wait after a failed reconcile (`REQUEUE_DELAY_SECONDS`), the cap of the
+    /// exponential backoff ([`crate::controller::backoff`]).
+    pub requeue_cap: Duration,
     /// What the cluster permits and keeps (`blockOwnerDeletion` on runs, additive status
     /// fields); read by the IO shell, not by [`decide`].
     pub capabilities: crate::capabilities::Capabilities,
@@ -117,6 +121,7 @@ impl Default for Settings {
         Self {
             too_many_missed: 100,
             max_requeue: Duration::from_secs(300),
+            requeue_cap: Duration::from_secs(30),
             capabilities: crate::capabilities::Capabilities::default(),
         }
     }
@@ -246,7 +251,7 @@ impl Builder<'_> {
             if let Some(c) = ended {
                 let p = phase(c).map_or("unknown", Phase::as_str);
                 self.event(
-                    "SawCompletedJob",
+                    reason::SAW_COMPLETED_JOB,
                     format!("Saw completed OMJob: {}, phase: {p}", was.name),
                     false,
                 );
@@ -303,7 +308,7 @@ impl Builder<'_> {
                     uid: c.metadata.uid.clone(),
                 });
                 self.event(
-                    "SuccessfulDelete",
+                    reason::SUCCESSFUL_DELETE,
                     format!("Deleted finished OMJob {name} ({which} {limit})"),
                     false,
                 );
@@ -348,7 +353,7 @@ impl Builder<'_> {
         let counted = schedule.missed(counted_from, now, cap).count;
         if counted > cap {
             self.event(
-                "TooManyMissedTimes",
+                reason::TOO_MANY_MISSED_TIMES,
                 format!(
                     "too many missed start times: more than {cap}. Set or decrease .spec.startingDeadlineSeconds or check clock skew"
                 ),
@@ -432,7 +437,7 @@ impl Builder<'_> {
                         uid: a.uid.clone(),
                     });
                     self.event(
-                        "SuccessfulDelete",
+                        reason::SUCCESSFUL_DELETE,
                         format!(
                             "Deleted active OMJob {}: replaced by the run for {slot_text} (concurrencyPolicy Replace)",
                             a.name
@@ -458,7 +463,11 @@ impl Builder<'_> {
                 self.status.last_schedule_time = Some(Time(slot));
                 self.status.last_omjob_name = Some(run_name.clone());
                 self.status.message = Some(format!("Created OMJob {run_name} for the slot at {slot_text}"));
-                self.event("SuccessfulCreate", format!("Created OMJob {run_name}"), false);
+                self.event(
+                    reason::SUCCESSFUL_CREATE,
+                    format!("Created OMJob {run_name}"),
+                    false,
+                );
             }
             Err(e) => self.message(format!("Error: {e}"), Some(("FailedCreate", true))),
         }

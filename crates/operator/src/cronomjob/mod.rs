@@ -13,29 +13,21 @@
 pub mod decide;
 pub mod spawn;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc};
 
-use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
-    Api, Client, Resource as _, ResourceExt as _,
+    Api, Resource as _, ResourceExt as _,
     api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
-    runtime::{
-        Controller, WatchStreamExt as _,
-        controller::{self, Action as Requeue},
-        reflector::{self, Store},
-        watcher,
-    },
+    runtime::{controller::Action as Requeue, reflector::Store},
 };
 use omjob_api::{CronOMJob, OMJob};
 use serde_json::json;
 
 use crate::{
     capabilities::StatusKind,
-    clock::Clock,
     decode::{self, Lenient, Reported},
     events,
-    metrics::Metrics,
     omjob::decide::EventNote,
 };
 use decide::{Action, Decision, Observation, Settings};
@@ -46,31 +38,23 @@ pub const FIELD_MANAGER: &str = "omjob-operator-cronomjob";
 pub const CONTROLLER: &str = "cronomjob";
 
 /// Everything a reconcile needs besides the OMJob cache.
-pub struct Context {
-    /// API client. Events are written through it as core/v1 Events ([`events`]).
-    pub client: Client,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Time source: slots are due by this clock.
-    pub clock: Arc<dyn Clock>,
-    /// Decision settings.
-    pub settings: Settings,
-}
+pub type Context = crate::controller::Context<Settings>;
 
-impl std::fmt::Debug for Context {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The context plus the OMJob caches the controller keeps (one per watched scope), and the
-/// undecodable CronOMJobs already reported.
-struct Shared {
-    ctx: Context,
-    omjobs: Vec<Store<Lenient<OMJob>>>,
-    reported: Reported,
+/// The context plus the OMJob caches the controller reads (one per watched scope, shared with
+/// the OMJob controller), the backoff, the event queue, and the undecodable CronOMJobs already
+/// reported.
+#[derive(Debug)]
+pub struct Shared {
+    /// The context.
+    pub ctx: Context,
+    /// The OMJob caches.
+    pub omjobs: Vec<Store<Lenient<OMJob>>>,
+    /// Undecodable CronOMJobs already reported.
+    pub reported: Reported,
+    /// Per-object backoff after failures.
+    pub backoff: crate::controller::backoff::Backoff,
+    /// Where events go.
+    pub events: events::Publisher,
 }
 
 /// Errors of one reconcile; every one is retried with backoff.
@@ -121,10 +105,8 @@ pub enum Error {
     MissingMetadata,
 }
 
-impl Error {
-    /// A bounded label for metrics.
-    #[must_use]
-    pub const fn category(&self) -> &'static str {
+impl crate::controller::ReconcileError for Error {
+    fn category(&self) -> &'static str {
         match self {
             Self::CreateOMJob { .. } => "create_omjob",
             Self::DeleteOMJob { .. } => "delete_omjob",
@@ -136,19 +118,21 @@ impl Error {
     }
 }
 
-async fn publish(
-    ctx: &Context,
+fn publish(
+    shared: &Shared,
     reference: &ObjectReference,
     labels: Option<&BTreeMap<String, String>>,
     note: &EventNote,
 ) {
     let note = events::Note {
         warning: note.warning,
-        reason: note.reason.to_owned(),
+        reason: note.reason,
         message: note.note.clone(),
-        action: "Schedule",
+        action: events::action::SCHEDULE,
     };
-    events::publish(&ctx.client, reference, labels, &note, ctx.clock.now()).await;
+    shared
+        .events
+        .publish(reference, labels, &note, shared.ctx.clock.now());
 }
 
 fn controlled_by(o: &OMJob, uid: &str) -> bool {
@@ -158,6 +142,7 @@ fn controlled_by(o: &OMJob, uid: &str) -> bool {
 }
 
 struct Pass<'a> {
+    shared: &'a Shared,
     ctx: &'a Context,
     cron: &'a CronOMJob,
     crons: Api<CronOMJob>,
@@ -181,14 +166,13 @@ impl Pass<'_> {
         Ok(found.and_then(|o| o.0.ok()))
     }
 
-    async fn publish(&self, note: &EventNote) {
+    fn publish(&self, note: &EventNote) {
         publish(
-            self.ctx,
+            self.shared,
             &self.cron.object_ref(&()),
             self.cron.metadata.labels.as_ref(),
             note,
-        )
-        .await;
+        );
     }
 
     async fn delete(&self, name: &str, uid: Option<&str>) -> Result<(), Error> {
@@ -228,11 +212,10 @@ impl Pass<'_> {
                     other => other.to_string(),
                 };
                 self.publish(&EventNote {
-                    reason: "FailedCreate",
+                    reason: events::reason::FAILED_CREATE,
                     note: format!("Error creating OMJob {name}: {text}"),
                     warning: true,
-                })
-                .await;
+                });
                 Err(Error::CreateOMJob { name, source })
             }
         }
@@ -327,7 +310,7 @@ async fn children(shared: &Shared, pass: &Pass<'_>, ns: &str, uid: &str) -> Resu
 /// # Errors
 /// Transient API failures; the controller retries them with backoff.
 #[tracing::instrument(skip(cron, shared), fields(cronomjob = %cron.name_any(), ns = cron.namespace().unwrap_or_default()))]
-async fn reconcile(cron: Arc<Lenient<CronOMJob>>, shared: Arc<Shared>) -> Result<Requeue, Error> {
+pub async fn reconcile(cron: Arc<Lenient<CronOMJob>>, shared: Arc<Shared>) -> Result<Requeue, Error> {
     let ctx = &shared.ctx;
     let valid = match &cron.0 {
         Ok(valid) => valid,
@@ -336,18 +319,20 @@ async fn reconcile(cron: Arc<Lenient<CronOMJob>>, shared: Arc<Shared>) -> Result
                 &cron,
                 bad,
                 &shared.reported,
-                &ctx.client,
+                &shared.events,
                 ctx.clock.now(),
                 &ctx.metrics,
                 CONTROLLER,
-            )
-            .await;
+            );
             return Ok(Requeue::await_change());
         }
     };
     shared.reported.forget(&valid.metadata);
     let result = reconcile_inner(valid, &shared).await;
     ctx.metrics.reconciled(CONTROLLER, result.is_ok());
+    if result.is_ok() {
+        shared.backoff.succeeded(&crate::controller::key_of(valid));
+    }
     result
 }
 
@@ -365,6 +350,7 @@ async fn reconcile_inner(cron: &CronOMJob, shared: &Arc<Shared>) -> Result<Reque
         return Ok(Requeue::await_change());
     }
     let pass = Pass {
+        shared,
         ctx,
         cron,
         crons: Api::namespaced(ctx.client.clone(), &ns),
@@ -381,7 +367,7 @@ async fn reconcile_inner(cron: &CronOMJob, shared: &Arc<Shared>) -> Result<Reque
     let mut d = decide::decide(&obs, &ctx.settings);
     tracing::debug!(actions = d.actions.len(), status = ?d.status, "decided");
 
-    let mut events = std::mem::take(&mut d.events);
+    let mut notes = std::mem::take(&mut d.events);
     for action in &d.actions {
         match action {
             Action::Delete { name, uid } => pass.delete(name, uid.as_deref()).await?,
@@ -416,9 +402,9 @@ async fn reconcile_inner(cron: &CronOMJob, shared: &Arc<Shared>) -> Result<Reque
                         }
                         d.status.active = d.status.active.take().filter(|a| !a.is_empty());
                         d.status.message = Some(text.clone());
-                        events.retain(|e| e.reason != "SuccessfulCreate");
-                        events.push(EventNote {
-                            reason: "FailedCreate",
+                        notes.retain(|e| e.reason != events::reason::SUCCESSFUL_CREATE);
+                        notes.push(EventNote {
+                            reason: events::reason::FAILED_CREATE,
                             note: text,
                             warning: true,
                         });
@@ -428,17 +414,11 @@ async fn reconcile_inner(cron: &CronOMJob, shared: &Arc<Shared>) -> Result<Reque
         }
     }
     pass.write_status(&d).await?;
-    if !events.is_empty() {
-        // Events are best effort and not needed by the next pass: publishing them off the
-        // reconcile keeps one API round trip out of the path when many slots are due at once.
+    if !notes.is_empty() {
         let reference = cron.object_ref(&());
-        let labels = cron.metadata.labels.clone();
-        let shared = Arc::clone(shared);
-        tokio::spawn(async move {
-            for note in &events {
-                publish(&shared.ctx, &reference, labels.as_ref(), note).await;
-            }
-        });
+        for note in &notes {
+            publish(shared, &reference, cron.metadata.labels.as_ref(), note);
+        }
     }
     Ok(d.requeue.map_or_else(Requeue::await_change, Requeue::requeue))
 }
@@ -455,101 +435,20 @@ fn kept_cron(status: &omjob_api::CronOMJobStatus, additive_kept: bool) -> omjob_
     }
 }
 
-/// What this controller caches of a run: its metadata and status. It decides from ownership,
-/// names, annotations and phases and never reads a run's spec (the pod templates, most of an
-/// OMJob's size), so the cache keeps an empty one, besides dropping what every cache drops.
-fn strip_run_for_cache(run: &mut Lenient<OMJob>) {
-    crate::omjob::strip_for_cache(run);
-    if let Ok(run) = &mut run.0 {
-        run.spec = omjob_api::OMJobSpec::default();
-    }
+/// The error policy: backoff per CronOMJob ([`crate::controller::backoff`]).
+pub fn error_policy(cron: Arc<Lenient<CronOMJob>>, error: &Error, shared: Arc<Shared>) -> Requeue {
+    let key = format!("{}/{}", cron.namespace().unwrap_or_default(), cron.name_any());
+    crate::controller::retry_after_failure(CONTROLLER, &key, error, &shared.ctx.metrics, &shared.backoff)
 }
 
-/// Backoff after a failed reconcile.
-fn error_policy(cron: Arc<Lenient<CronOMJob>>, error: &Error, shared: Arc<Shared>) -> Requeue {
-    shared.ctx.metrics.reconcile_error(CONTROLLER, error.category());
-    tracing::warn!(cronomjob = %cron.name_any(), error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "reconcile failed");
-    Requeue::requeue(Duration::from_secs(5))
-}
-
-/// One watch scope: the CronOMJobs, and the OMJobs they may own.
-type Scope = (Api<Lenient<CronOMJob>>, Api<Lenient<OMJob>>);
-
-/// Runs the controller for `namespaces` (`None`: all) until `shutdown` resolves.
+/// Runs the CronOMJob controller alone for `namespaces` (`None`: all) until `shutdown`
+/// resolves, with an OMJob cache of its own. The operator runs it beside the OMJob controller
+/// over shared caches ([`crate::controller::manager::run`]).
 pub async fn run(
     ctx: Context,
     namespaces: Option<Vec<String>>,
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
-    let client = ctx.client.clone();
-    let scopes: Vec<Scope> = match namespaces {
-        None => vec![(Api::all(client.clone()), Api::all(client))],
-        Some(list) => list
-            .iter()
-            .map(|ns| {
-                (
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                )
-            })
-            .collect(),
-    };
-
-    // One OMJob cache per scope, fed by its own watch (a shared writer would let one scope's
-    // relist wipe the other's objects).
-    let mut stores = Vec::new();
-    let mut reflectors = Vec::new();
-    for (_, omjobs) in &scopes {
-        let (reader, writer) = reflector::store();
-        stores.push(reader);
-        reflectors.push(
-            reflector::reflector(
-                writer,
-                watcher(omjobs.clone(), watcher::Config::default().any_semantic())
-                    .modify(strip_run_for_cache),
-            )
-            .default_backoff()
-            .for_each(|_| std::future::ready(()))
-            .boxed(),
-        );
-    }
-    let shared = Arc::new(Shared {
-        ctx,
-        omjobs: stores.clone(),
-        reported: Reported::default(),
-    });
-
-    let controllers = async move {
-        let ready = async {
-            for store in &stores {
-                store.wait_until_ready().await?;
-            }
-            Ok::<(), reflector::store::WriterDropped>(())
-        };
-        // Reconciling before the cache is filled would see no runs (and, under Forbid, start one).
-        tokio::select! {
-            r = ready => if r.is_err() { return },
-            () = shutdown.clone() => return,
-        }
-        let streams = scopes.into_iter().map(|(crons, omjobs)| {
-            Controller::new(crons, watcher::Config::default().any_semantic())
-                .owns(omjobs, watcher::Config::default().any_semantic())
-                .with_config(controller::Config::default().concurrency(concurrency))
-                .graceful_shutdown_on(shutdown.clone())
-                .run(reconcile, error_policy, shared.clone())
-                .boxed()
-        });
-        futures::stream::select_all(streams)
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "controller event");
-                }
-            })
-            .await;
-    };
-    tokio::select! {
-        () = controllers => {}
-        _ = futures::future::join_all(reflectors) => {}
-    }
+    crate::controller::manager::run(None, Some(ctx), namespaces, concurrency, shutdown).await;
 }

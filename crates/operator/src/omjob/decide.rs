@@ -14,6 +14,7 @@
 //!   attempt is made only after the previous pod was seen lost (deleted, evicted, or on a lost node)
 //!   before it finished, at most `max_exit_attempts` times.
 
+use crate::events::reason;
 use std::time::Duration;
 
 use k8s_openapi::{
@@ -43,6 +44,9 @@ pub struct Settings {
     pub max_exit_attempts: i32,
     /// Requeue of a non-terminal OMJob when nothing else is due (pods are watched; this is a safety net).
     pub safety_requeue: Duration,
+    /// The longest wait after a failed reconcile (`REQUEUE_DELAY_SECONDS`), the cap of the
+    /// exponential backoff ([`crate::controller::backoff`]).
+    pub requeue_cap: Duration,
     /// What the cluster permits and keeps (node reads, `blockOwnerDeletion`, additive status
     /// fields); read by the IO shell, not by [`decide`].
     pub capabilities: crate::capabilities::Capabilities,
@@ -55,6 +59,7 @@ impl Default for Settings {
             node_lost_grace: Duration::from_secs(60),
             max_exit_attempts: 3,
             safety_requeue: Duration::from_secs(300),
+            requeue_cap: Duration::from_secs(30),
             capabilities: crate::capabilities::Capabilities::default(),
         }
     }
@@ -255,7 +260,7 @@ impl Builder<'_> {
             ),
         });
         let ok = termination == Termination::Completed && exit_code == Some(0);
-        self.event("MainPodCompleted", text.clone(), !ok);
+        self.event(reason::MAIN_POD_COMPLETED, text.clone(), !ok);
         if obs.omjob.spec.exit_handler_spec.is_none() {
             let phase = if ok { Phase::Succeeded } else { Phase::Failed };
             self.finish(phase, format!("{text}; no exit handler configured"));
@@ -404,7 +409,7 @@ impl Builder<'_> {
             } else if let Some(err) = &obs.exit_create_error {
                 self.finish(Phase::Failed, format!("Failed to create exit handler: {err}"));
                 self.event(
-                    "ReconciliationError",
+                    reason::RECONCILIATION_ERROR,
                     format!("Failed to create exit handler pod {name}: {err}"),
                     true,
                 );
@@ -441,7 +446,7 @@ impl Builder<'_> {
                 format!("Exit handler pod {name} did not start ({detail})"),
             );
             self.event(
-                "OMJobFailed",
+                reason::OMJOB_FAILED,
                 format!("Exit handler pod {name} did not start ({detail})"),
                 true,
             );
@@ -455,13 +460,13 @@ impl Builder<'_> {
         });
         if attempt >= max {
             let text = format!("Exit handler lost {attempt} time(s), last because {why}; giving up");
-            self.event("OMJobFailed", text.clone(), true);
+            self.event(reason::OMJOB_FAILED, text.clone(), true);
             self.finish(Phase::Failed, text);
             return;
         }
         let next = attempt + 1;
         self.event(
-            "ExitHandlerLost",
+            reason::EXIT_HANDLER_LOST,
             format!("Exit handler pod {name} lost because {why}; starting attempt {next} of {max}"),
             true,
         );
@@ -490,10 +495,10 @@ impl Builder<'_> {
             );
         }
         if main_ok && code == Some(0) {
-            self.event("OMJobCompleted", text.clone(), false);
+            self.event(reason::OMJOB_COMPLETED, text.clone(), false);
             self.finish(Phase::Succeeded, text);
         } else {
-            self.event("OMJobFailed", text.clone(), true);
+            self.event(reason::OMJOB_FAILED, text.clone(), true);
             self.finish(Phase::Failed, text);
         }
     }
@@ -511,7 +516,7 @@ impl Builder<'_> {
             if obs.main.is_some() || obs.exit.is_some() {
                 self.actions.push(Action::CleanupPods);
                 self.event(
-                    "ResourcesCleanedUp",
+                    reason::RESOURCES_CLEANED_UP,
                     "Cleaned up pods due to TTL expiration".into(),
                     false,
                 );

@@ -1,0 +1,363 @@
+//! One reconcile of one OMJob, in one shape: observe (caches only), decide ([`decide`]), take a
+//! permit of the decision's lane, and act; then decide again with what acting taught, until a
+//! decision needs nothing more.
+//!
+//! The one reason to decide again inside a reconcile is the **fast path after a create**: a
+//! pod just created is fed into the next decision at once instead of waiting for its watch
+//! event, so that "main pod ended → record the attempt → create the exit pod" and "create the
+//! main pod → record it in the status" each finish in the reconcile that started them. The
+//! longest chain is four acting passes (finalizer and main pod; the status that records the
+//! main pod; or, at the other end, the attempt and the exit pod; the status that records the
+//! exit pod), so a reconcile stops after [`MAX_PASSES`] and looks again at once if the OMJob
+//! is still moving.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::{ResourceExt as _, runtime::controller::Action as Requeue};
+use omjob_api::{OMJob, Phase, names};
+
+use super::{
+    CONTROLLER, Error, Shared,
+    act::Run,
+    bookkeeping,
+    decide::{self, Action, Decision, Observation, exit_pod_name},
+    pods::PodKind,
+};
+use crate::{
+    controller::{
+        self,
+        lanes::{Entry, Lane},
+    },
+    decode,
+    events::reason,
+};
+
+/// Acting passes of one reconcile at most (see the module doc).
+pub const MAX_PASSES: usize = 4;
+
+/// Reconciles an OMJob that decoded; reports one that did not and waits for it to change.
+///
+/// # Errors
+/// Transient API failures; the error policy retries them with backoff.
+pub async fn reconcile_watched(
+    obj: Arc<decode::Lenient<OMJob>>,
+    shared: Arc<Shared>,
+) -> Result<Requeue, Error> {
+    match &obj.0 {
+        Ok(omjob) => {
+            shared.reported.forget(&omjob.metadata);
+            let key = controller::key_of(omjob);
+            let result = reconcile(omjob, &shared, &key).await;
+            shared.ctx.metrics.reconciled(CONTROLLER, result.is_ok());
+            if result.is_ok() {
+                shared.backoff.succeeded(&key);
+            }
+            result
+        }
+        Err(bad) => {
+            let ctx = &shared.ctx;
+            decode::report(
+                &obj,
+                bad,
+                &shared.reported,
+                &shared.events,
+                ctx.clock.now(),
+                &ctx.metrics,
+                CONTROLLER,
+            );
+            Ok(Requeue::await_change())
+        }
+    }
+}
+
+/// The error policy: backoff per OMJob ([`controller::backoff`]).
+pub fn error_policy(omjob: Arc<decode::Lenient<OMJob>>, error: &Error, shared: Arc<Shared>) -> Requeue {
+    let key = format!("{}/{}", omjob.namespace().unwrap_or_default(), omjob.name_any());
+    controller::retry_after_failure(CONTROLLER, &key, error, &shared.ctx.metrics, &shared.backoff)
+}
+
+/// The lane a decision belongs to: a stage that ended and the run moving on is a termination;
+/// the rest is routine.
+#[must_use]
+pub fn lane_of(current: Option<Phase>, d: &Decision) -> Lane {
+    let next = d.status.phase;
+    let main_closes = matches!(current, None | Some(Phase::Pending | Phase::Running))
+        && matches!(
+            next,
+            Some(Phase::ExitHandlerRunning | Phase::Succeeded | Phase::Failed)
+        );
+    let run_ends = current == Some(Phase::ExitHandlerRunning) && next.is_some_and(Phase::is_terminal);
+    let exit_step = d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::CreateExit { .. } | Action::RemoveFinalizer));
+    if main_closes || run_ends || exit_step {
+        Lane::Termination
+    } else {
+        Lane::Routine
+    }
+}
+
+/// Drops a reconcile's lane registration however it ends.
+struct Registration<'a> {
+    shared: &'a Shared,
+    key: &'a str,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shared.lanes.done(self.key);
+    }
+}
+
+/// The freshest copy of the OMJob (cache or this process's last write), with the spec's
+/// annotation overrides and the bookkeeping filled in; and whether the bookkeeping came from
+/// annotations only (an OMJob adopted from another operator, or under a pruning CRD).
+fn prepare(cached: &OMJob, shared: &Shared) -> (OMJob, Option<omjob_api::OMJobStatus>, bool) {
+    let mut omjob = shared.recent.omjob(cached);
+    let served = omjob.status.clone();
+    omjob
+        .spec
+        .fill_from_annotations(omjob.metadata.annotations.as_ref());
+    let adopted = bookkeeping::hydrate(&mut omjob);
+    (omjob, served, adopted)
+}
+
+async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue, Error> {
+    let ctx = &shared.ctx;
+    let ns = cached.namespace().ok_or(Error::MissingMetadata)?;
+    let name = cached.metadata.name.clone().ok_or(Error::MissingMetadata)?;
+    let woken = shared.lanes.watch(key);
+    let _registration = Registration { shared, key };
+    let (omjob, served, adopted) = prepare(cached, shared);
+    let mut run = Run {
+        shared,
+        omjob,
+        pods: kube::Api::namespaced(ctx.client.clone(), &ns),
+        omjobs: kube::Api::namespaced(ctx.client.clone(), &ns),
+        namespace: ns.clone(),
+        name: name.clone(),
+        served,
+    };
+    let main_name = names::main_pod_name(&name);
+    if adopted {
+        let attempt = attempt_of(&run.omjob);
+        if let Some(pod) = run.pod(&exit_pod_name(&name, attempt)) {
+            bookkeeping::adopt_from_exit_pod(&mut run.omjob, &pod);
+        }
+    }
+    let mut main_create_error = None;
+    let mut exit_create_error = None;
+    let mut permit = None;
+    let mut passes = 0;
+
+    loop {
+        let attempt = attempt_of(&run.omjob);
+        let (read_main, read_exit) = decide::pods_to_read(&run.omjob, ctx.clock.now());
+        let main = read_main.then(|| run.pod(&main_name)).flatten();
+        let exit = read_exit
+            .then(|| run.pod(&exit_pod_name(&name, attempt)))
+            .flatten();
+        let obs = Observation {
+            omjob: &run.omjob,
+            main: main.as_ref(),
+            exit: exit.as_ref(),
+            main_node_down_since: run.node_down_since(main.as_ref()).await?,
+            exit_node_down_since: run.node_down_since(exit.as_ref()).await?,
+            main_create_error: main_create_error.clone(),
+            exit_create_error: exit_create_error.clone(),
+            now: ctx.clock.now(),
+        };
+        let d = decide::decide(&obs, &ctx.settings);
+        tracing::debug!(actions = ?d.actions, phase = ?d.status.phase, "decided");
+        if d.actions.is_empty() && !run.writes(&d) {
+            return Ok(requeue_of(&d));
+        }
+        if permit.is_none() {
+            let lane = lane_of(run.omjob.status.as_ref().and_then(|s| s.phase), &d);
+            match shared.lanes.enter(lane, key, &woken).await {
+                Entry::Permit(p) => permit = Some(p),
+                // Its main pod ended while it waited: decide again, now as a termination.
+                Entry::Woken => {}
+            }
+            // The wait may have been long: decide from what the caches hold now.
+            let Some(latest) = shared.omjob(&ns, &name) else {
+                return Ok(Requeue::await_change());
+            };
+            let (omjob, served, _) = prepare(&latest, shared);
+            run.omjob = omjob;
+            run.served = served;
+            continue;
+        }
+        if passes == MAX_PASSES {
+            // Still moving after the longest chain: look again at once.
+            return Ok(Requeue::requeue(Duration::from_millis(10)));
+        }
+        passes += 1;
+
+        if d.actions.contains(&Action::AddFinalizer) {
+            run.set_finalizer(true).await?;
+        }
+        if d.actions.contains(&Action::CreateMain) {
+            // No intent to record: the main pod's name is the lock.
+            let pod = run.render(PodKind::Main, &main_name)?;
+            match run.create_pod(&pod, PodKind::Main).await? {
+                Ok((_, fresh)) => {
+                    if fresh {
+                        run.publish(&decide::EventNote {
+                            reason: reason::MAIN_POD_CREATED,
+                            note: format!("Created main ingestion pod: {main_name}"),
+                            warning: false,
+                        });
+                    }
+                }
+                Err(msg) => main_create_error = Some(msg),
+            }
+            continue;
+        }
+        // Record the decision (and with it any new exit-handler attempt) before acting on it.
+        run.write_status(&d).await?;
+        for note in &d.events {
+            run.publish(note);
+        }
+        for action in &d.actions {
+            match action {
+                Action::DeleteMain { force } => run.delete_pod(&main_name, *force).await?,
+                Action::DeleteExit { name } => run.delete_pod(name, true).await?,
+                Action::RemoveFinalizer => run.set_finalizer(false).await?,
+                Action::CleanupPods => {
+                    for a in 1..=attempt.max(1) {
+                        run.delete_pod(&exit_pod_name(&name, a), false).await?;
+                    }
+                    run.delete_pod(&main_name, false).await?;
+                }
+                Action::AddFinalizer | Action::CreateMain | Action::CreateExit { .. } => {}
+            }
+        }
+        if let Some(Action::CreateExit { attempt }) =
+            d.actions.iter().find(|a| matches!(a, Action::CreateExit { .. }))
+        {
+            let exit_name = exit_pod_name(&name, *attempt);
+            let pod = run.render(PodKind::ExitHandler, &exit_name)?;
+            match run.create_pod(&pod, PodKind::ExitHandler).await? {
+                Ok((_, fresh)) => {
+                    if fresh {
+                        run.publish(&decide::EventNote {
+                            reason: reason::EXIT_HANDLER_CREATED,
+                            note: format!("Created exit handler pod: {exit_name}"),
+                            warning: false,
+                        });
+                    }
+                    if let Some(finished) = main.as_ref().and_then(main_finished_at) {
+                        let secs = ctx.clock.now().duration_since(finished).as_secs_f64().max(0.0);
+                        ctx.metrics.exit_handler_latency(secs);
+                    }
+                }
+                Err(msg) => exit_create_error = Some(msg),
+            }
+            continue;
+        }
+        return Ok(requeue_of(&d));
+    }
+}
+
+fn attempt_of(omjob: &OMJob) -> i32 {
+    omjob
+        .status
+        .as_ref()
+        .and_then(|s| s.exit_handler_attempts)
+        .unwrap_or(0)
+}
+
+fn requeue_of(d: &Decision) -> Requeue {
+    d.requeue.map_or_else(Requeue::await_change, Requeue::requeue)
+}
+
+fn main_finished_at(pod: &k8s_openapi::api::core::v1::Pod) -> Option<k8s_openapi::jiff::Timestamp> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find_map(|c| {
+            c.state
+                .as_ref()?
+                .terminated
+                .as_ref()?
+                .finished_at
+                .as_ref()
+                .map(|t| t.0)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(phase: Phase, actions: Vec<Action>) -> Decision {
+        Decision {
+            status: omjob_api::OMJobStatus {
+                phase: Some(phase),
+                ..Default::default()
+            },
+            actions,
+            requeue: None,
+            events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn stage_ends_take_the_termination_lane_and_the_rest_is_routine() {
+        let cases = [
+            (
+                None,
+                decision(Phase::Pending, vec![Action::AddFinalizer, Action::CreateMain]),
+                Lane::Routine,
+            ),
+            (
+                Some(Phase::Pending),
+                decision(Phase::Running, vec![]),
+                Lane::Routine,
+            ),
+            (
+                Some(Phase::Running),
+                decision(Phase::ExitHandlerRunning, vec![Action::CreateExit { attempt: 1 }]),
+                Lane::Termination,
+            ),
+            (
+                Some(Phase::Running),
+                decision(Phase::Failed, vec![]),
+                Lane::Termination,
+            ),
+            (
+                Some(Phase::ExitHandlerRunning),
+                decision(Phase::Succeeded, vec![]),
+                Lane::Termination,
+            ),
+            (
+                Some(Phase::Succeeded),
+                decision(Phase::Succeeded, vec![Action::RemoveFinalizer]),
+                Lane::Termination,
+            ),
+            (
+                Some(Phase::Succeeded),
+                decision(Phase::Succeeded, vec![Action::CleanupPods]),
+                Lane::Routine,
+            ),
+            (
+                Some(Phase::ExitHandlerRunning),
+                decision(Phase::ExitHandlerRunning, vec![Action::CreateExit { attempt: 2 }]),
+                Lane::Termination,
+            ),
+        ];
+        for (from, d, want) in cases {
+            assert_eq!(
+                lane_of(from, &d),
+                want,
+                "{from:?} → {:?} {:?}",
+                d.status.phase,
+                d.actions
+            );
+        }
+    }
+}
