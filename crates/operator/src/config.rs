@@ -65,18 +65,23 @@ pub enum LogFormat {
 pub struct OperatorConfig {
     /// `WATCH_NAMESPACES` (default `ALL`).
     pub watch_namespaces: WatchNamespaces,
-    /// `POLLING_INTERVAL_SECONDS` (default 10): the safety-net requeue of a non-terminal OMJob.
-    /// Pods are watched, so this only bounds how long a missed event can go unnoticed.
+    /// `POLLING_INTERVAL_SECONDS` (default 10). The Java operator polls at this interval; this
+    /// one watches pods and looks again at a non-terminal OMJob only as a safety net, after 30
+    /// times this interval (at least 5 minutes), which bounds how long a missed event can go
+    /// unnoticed.
     pub polling_interval: Duration,
-    /// `REQUEUE_DELAY_SECONDS` (default 30), read as the Java operator does; not used yet: the
-    /// error policy waits a fixed 2 s (OMJobs) or 5 s (CronOMJobs).
+    /// `REQUEUE_DELAY_SECONDS` (default 30): the longest wait before a failed reconcile is
+    /// retried. Retries start after 0.5 s and double per consecutive failure of the same object
+    /// up to this cap (`controller::backoff`).
     pub requeue_delay: Duration,
     /// `HEALTH_CHECK_PORT` (default 8080).
     pub health_check_port: u16,
     /// `METRICS_PORT` (default 8081): accepted and validated, unused (metrics are on the health
     /// port, like the Java operator).
     pub metrics_port: u16,
-    /// `RECONCILIATION_THREADS` (default 5): the controller concurrency.
+    /// `RECONCILIATION_THREADS` (default 5): reconciles that may act at once on routine work
+    /// (finalizers, main pods, status updates), and as many again for terminations
+    /// (`controller::lanes`); CronOMJobs are reconciled this many at once.
     pub reconciliation_threads: u16,
     /// `LOG_LEVEL` (default `INFO`), normalised to a `tracing` filter directive such as `info`.
     pub log_filter: String,

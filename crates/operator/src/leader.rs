@@ -24,6 +24,25 @@
 //! optimisation here, not the safety mechanism: deterministic child names (`<omjob>-main`,
 //! `<omjob>-exit`) are the idempotency locks that keep the exit handler exactly-once even with two
 //! active replicas.
+//!
+//! # Why not kube-lease-manager
+//!
+//! Checked in `tests/leader_interop.rs`, on the testbed, against a peer that locks as fabric8
+//! 6.12's `LeaseLock` (what the Java Operator SDK uses) and as client-go do. kube-lease-manager
+//! 0.13.1 shares the Lease correctly while either side renews and after a crash, but:
+//! - its release writes `leaseDurationSeconds`, `renewTime`, `acquireTime` and `holderIdentity`
+//!   as null; fabric8 unboxes `leaseDurationSeconds`, so a Java elector that reads a Lease it
+//!   released dies with a NullPointerException and never leads again;
+//! - it has no renew deadline: when its requests fail it goes on reporting leadership, so a
+//!   peer that takes over the expired Lease leads beside it (this module stops after
+//!   `renew_deadline`, as client-go and fabric8 do);
+//! - its writes (a server-side apply, then a separate transitions patch; blind renewals and
+//!   force-releases) carry no `resourceVersion`, unlike the guarded read-then-update client-go
+//!   follows and this module keeps.
+//!
+//! OpenMetadata's own operator does not elect at all (one replica, no Lease RBAC), so what a
+//! Lease shared during a rollout needs is client-go's protocol, which this module implements.
+//! The Katalog runtime, whose Leases only its own replicas share, uses kube-lease-manager.
 
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 

@@ -8,19 +8,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, omjob, wait_phase};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::events::v1::Event;
-use kube::runtime::{WatchStreamExt as _, watcher};
+use common::{Harness, node::OwnNode, omjob, poll, until, wait_phase, wait_released};
+use k8s_openapi::api::{core::v1::Pod, events::v1::Event};
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::wait::await_condition,
+    runtime::{WatchStreamExt as _, watcher},
 };
 use omjob_api::{OMJob, Phase};
 use omjob_operator::omjob::decide::Settings;
-use omjob_testbed::node::{self, NodeMode, SimNode};
-use serde_json::json;
+use omjob_testbed::node;
+use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -45,13 +43,11 @@ async fn a_successful_run_ends_succeeded_after_one_exit_handler_told_success() {
         Some("Exit handler completed with exit code: 0")
     );
     // Finished runs hold no finalizer (released right after the terminal status is written).
-    let released =
-        |o: Option<&OMJob>| o.is_some_and(|o| o.metadata.finalizers.as_ref().is_none_or(Vec::is_empty));
-    tokio::time::timeout(LIMIT, await_condition(h.omjobs(), "ok", released))
-        .await
-        .unwrap()
-        .unwrap();
-    let _ = done;
+    wait_released(&h, "ok", LIMIT).await;
+    assert!(
+        h.omjobs().get_opt("ok").await.unwrap().is_some(),
+        "the OMJob itself stays"
+    );
 }
 
 #[tokio::test]
@@ -96,6 +92,7 @@ async fn a_non_zero_exit_runs_the_exit_handler_once_with_failed_and_the_code() {
         .collect();
     expected.sort();
     let stream = watcher(events.clone(), watcher::Config::default()).default_backoff();
+    // Bounded: on timeout the list below is what is compared, and the assertion names the gap.
     let got = tokio::time::timeout(Duration::from_secs(30), async {
         let mut store = Vec::new();
         futures::pin_mut!(stream);
@@ -122,7 +119,11 @@ async fn an_oom_killed_main_pod_is_reported_as_oom_killed() {
         o["spec"]["mainPodSpec"]["resources"] = json!({"limits": {"memory": "64Mi"}});
     }))
     .await;
-    wait_phase(&h, "oom", LIMIT).await;
+    let st = wait_phase(&h, "oom", LIMIT).await.status.unwrap();
+    assert_eq!(
+        (st.phase, st.reason.as_deref()),
+        (Some(Phase::Failed), Some("OOMKilled"))
+    );
     assert_eq!(h.exit_runs("oom"), ["failed 137 OOMKilled"]);
 }
 
@@ -133,9 +134,16 @@ async fn a_main_pod_deleted_by_someone_else_still_gets_its_exit_handler() {
     h.wait_pod_running("podgone-main").await;
     h.delete_pod("podgone-main").await;
     let st = wait_phase(&h, "podgone", LIMIT).await.status.unwrap();
-    assert_eq!(st.reason.as_deref(), Some("PodDeleted"));
-    assert_eq!(h.exit_runs("podgone").len(), 1);
-    assert!(h.exit_runs("podgone")[0].starts_with("failed "));
+    assert_eq!(
+        (st.phase, st.reason.as_deref()),
+        (Some(Phase::Failed), Some("PodDeleted"))
+    );
+    // The exit code is 143 when the pod was seen terminated, "unknown" when it was seen gone.
+    let runs = h.exit_runs("podgone");
+    assert!(
+        runs.len() == 1 && runs[0].starts_with("failed ") && runs[0].ends_with(" PodDeleted"),
+        "{runs:?}"
+    );
 }
 
 #[tokio::test]
@@ -151,7 +159,11 @@ async fn an_evicted_main_pod_is_reported_as_evicted() {
     )
     .await
     .unwrap();
-    wait_phase(&h, "evicted", LIMIT).await;
+    let st = wait_phase(&h, "evicted", LIMIT).await.status.unwrap();
+    assert_eq!(
+        (st.phase, st.reason.as_deref()),
+        (Some(Phase::Failed), Some("Evicted"))
+    );
     let runs = h.exit_runs("evicted");
     assert_eq!(runs.len(), 1);
     assert!(
@@ -210,13 +222,14 @@ async fn deleting_a_running_omjob_runs_the_exit_handler_before_it_goes() {
         .delete("kill", &DeleteParams::background())
         .await
         .unwrap();
-    tokio::time::timeout(
+    until(
+        h.omjobs(),
+        "kill",
+        "deletion (released after its exit handler)",
         LIMIT,
-        await_condition(h.omjobs(), "kill", |o: Option<&OMJob>| o.is_none()),
+        |o: Option<&OMJob>| o.is_none(),
     )
-    .await
-    .expect("the OMJob is released after its exit handler")
-    .unwrap();
+    .await;
     assert_eq!(h.exit_runs("kill"), ["failed unknown Deleted"]);
 }
 
@@ -234,13 +247,14 @@ async fn the_skip_annotation_deletes_a_running_omjob_without_its_exit_handler() 
         .delete("hardkill", &DeleteParams::background())
         .await
         .unwrap();
-    tokio::time::timeout(
+    until(
+        h.omjobs(),
+        "hardkill",
+        "deletion without an exit handler",
         LIMIT,
-        await_condition(h.omjobs(), "hardkill", |o: Option<&OMJob>| o.is_none()),
+        |o: Option<&OMJob>| o.is_none(),
     )
-    .await
-    .unwrap()
-    .unwrap();
+    .await;
     assert!(h.exit_runs("hardkill").is_empty());
 }
 
@@ -258,9 +272,11 @@ async fn a_lost_exit_handler_pod_is_replaced_and_the_run_completes() {
     }))
     .await;
     h.wait_pod_running("exitlost-exit").await;
-    while !marker.exists() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let first = marker.as_path();
+    poll("the first exit pod to mark itself", LIMIT, || async move {
+        first.exists()
+    })
+    .await;
     h.pods()
         .delete(
             "exitlost-exit",
@@ -285,23 +301,9 @@ async fn a_main_pod_on_a_lost_node_is_given_up_and_the_exit_handler_runs_elsewhe
         ..Settings::default()
     };
     let h = Harness::start("nodelost", settings).await;
-    let node_name = format!("n-{}", h.ns());
-    let dir = tempfile::tempdir().unwrap();
-    let pki = omjob_testbed::fixture::shared()
-        .testbed()
-        .control_plane()
-        .pki()
-        .clone();
-    let _node = SimNode::start_with(
-        h.admin.clone(),
-        &node_name,
-        dir.path().to_owned(),
-        &pki,
-        NodeMode::Process,
-        true,
-    )
-    .await
-    .unwrap();
+    // A node of the test's own: partitioning the shared one would strand the other tests' pods.
+    let own = OwnNode::start(&h.admin, &format!("n-{}", h.ns())).await;
+    let node_name = own.name().to_owned();
     h.create(omjob(&h, "nodelost", "sleep 300", |o| {
         o["spec"]["mainPodSpec"]["nodeSelector"] = json!({"kubernetes.io/hostname": node_name});
         o["spec"]["mainPodSpec"]["tolerations"] =
@@ -313,9 +315,6 @@ async fn a_main_pod_on_a_lost_node_is_given_up_and_the_exit_handler_runs_elsewhe
     let st = wait_phase(&h, "nodelost", LIMIT).await.status.unwrap();
     assert_eq!(st.reason.as_deref(), Some("NodeLost"));
     assert_eq!(h.exit_runs("nodelost"), ["failed unknown NodeLost"]);
-    let _ = Api::<k8s_openapi::api::core::v1::Node>::all(h.admin.clone())
-        .delete(&node_name, &DeleteParams::default())
-        .await;
 }
 
 #[tokio::test]
@@ -327,13 +326,14 @@ async fn pods_are_deleted_when_the_ttl_after_finished_passes() {
     .await;
     wait_phase(&h, "ttl", LIMIT).await;
     for pod in ["ttl-main", "ttl-exit"] {
-        tokio::time::timeout(
+        until(
+            h.pods(),
+            pod,
+            "deletion after the TTL",
             LIMIT,
-            await_condition(h.pods(), pod, |p: Option<&Pod>| p.is_none()),
+            |p: Option<&Pod>| p.is_none(),
         )
-        .await
-        .unwrap_or_else(|_| panic!("{pod} still exists after the TTL"))
-        .unwrap();
+        .await;
     }
     assert!(
         h.omjobs().get_opt("ttl").await.unwrap().is_some(),
@@ -385,19 +385,33 @@ async fn an_omjob_exactly_as_openmetadata_writes_it_runs_to_completion() {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    // The server's nodeSelector reaches the pods (upstream #27852); give the testbed node those labels.
+    // The server's nodeSelector and tolerations reach the pods (upstream #27852): run them on a
+    // node of the test's own, labelled and tainted as the ingestion pool they name (the shared
+    // node is left alone; no other pod tolerates the taint).
+    let own = OwnNode::start(&h.admin, &format!("n-{}", h.ns())).await;
     let selector = o["spec"]["mainPodSpec"]["nodeSelector"].clone();
-    let label = json!({"metadata": {"labels": selector}});
-    Api::<k8s_openapi::api::core::v1::Node>::all(h.admin.clone())
-        .patch("sim-node-0", &PatchParams::default(), &Patch::Merge(&label))
-        .await
-        .unwrap();
+    let taints: Vec<Value> = o["spec"]["mainPodSpec"]["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["operator"] == "Equal" && t["effect"] == "NoSchedule")
+        .map(|t| json!({"key": t["key"], "value": t["value"], "effect": "NoSchedule"}))
+        .collect();
+    assert!(
+        !taints.is_empty(),
+        "the fixture tolerates an ingestion-pool taint"
+    );
+    own.set_labels_and_taints(&h.admin, selector, json!(taints)).await;
     h.create(o).await;
     let st = wait_phase(&h, &name, LIMIT).await.status.unwrap();
     assert_eq!(st.phase, Some(Phase::Succeeded), "{st:?}");
     assert_eq!(h.exit_runs(&name), ["success 0 Completed"]);
     // The server's labels win on the pods (managed-by=openmetadata); the operator finds them anyway.
     let main = h.pods().get(&format!("{name}-main")).await.unwrap();
+    for pod in [&format!("{name}-main"), &format!("{name}-exit")] {
+        let on = h.pods().get(pod).await.unwrap().spec.unwrap().node_name;
+        assert_eq!(on.as_deref(), Some(own.name()), "{pod} ran on the ingestion node");
+    }
     assert_eq!(
         main.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
         "openmetadata"

@@ -3,10 +3,17 @@
 //! it) and whose events trigger both, and one watch of the operator's pods (those carrying the
 //! pod-type label), cached without their container specs, that triggers the OMJob controller
 //! and wakes a waiting reconcile the moment a stage ends.
+//!
+//! Each watch runs as a task of its own that updates its cache first and then hands the object
+//! to the controllers through unbounded channels. Two things of kube-runtime 5 are avoided on
+//! purpose, both for lost wake-ups found on the testbed: a store's `wait_until_ready` wakes
+//! only the last of several concurrent waiters (so the caches are awaited once, here, before
+//! any controller starts), and the shared-store subscription (`ReflectHandle`) returns
+//! `Pending` without a waker when an object left the store before it was read.
 
 use std::{future::Future, sync::Arc};
 
-use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
+use futures::{FutureExt as _, StreamExt as _, channel::mpsc};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     ResourceExt as _,
@@ -27,8 +34,6 @@ use crate::{
     omjob::{self, outcome, recent::Recent},
 };
 
-/// Changes buffered per subscriber of a shared OMJob cache before its watch waits.
-const SUBSCRIBER_BUFFER: usize = 1024;
 /// How long events still queued at shutdown may take to be written.
 const EVENT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -41,9 +46,18 @@ fn owner_key(pod: &Pod) -> Option<String> {
         .map(|r| format!("{ns}/{}", r.name))
 }
 
+/// Sends `obj` to every subscriber still listening.
+fn fan_out<K>(subscribers: &[mpsc::UnboundedSender<Arc<K>>], obj: &Arc<K>) {
+    for s in subscribers {
+        // A closed channel is a controller that stopped (shutdown): nothing to deliver.
+        let _ = s.unbounded_send(obj.clone());
+    }
+}
+
 /// Runs the given controllers for `namespaces` (`None`: all) until `shutdown` resolves: the
 /// OMJob controller with `concurrency` routine permits and as many for terminations, the
 /// CronOMJob controller with `concurrency` reconciles at once.
+#[allow(clippy::too_many_lines)]
 pub async fn run(
     omjob_ctx: Option<Arc<omjob::Context>>,
     cron_ctx: Option<cronomjob::Context>,
@@ -61,27 +75,17 @@ pub async fn run(
     let scopes = Scope::all(namespaces.as_deref());
     let (events, events_task) = Publisher::start(client.clone(), metrics);
 
-    // One shared OMJob cache per scope (a shared writer would let one scope's relist wipe the
-    // other's objects), with a subscription for each controller that runs.
+    // One OMJob cache per scope (a shared writer would let one scope's relist wipe the other's
+    // objects), and one pod cache per scope when the OMJob controller runs.
     let mut omjob_stores: Vec<Store<Lenient<OMJob>>> = Vec::new();
-    let mut writers = Vec::new();
-    let mut omjob_triggers = Vec::new();
-    let mut cron_triggers = Vec::new();
-    for _ in &scopes {
-        let (reader, writer) = reflector::store_shared::<Lenient<OMJob>>(SUBSCRIBER_BUFFER);
-        if omjob_ctx.is_some() {
-            omjob_triggers.push(writer.subscribe());
-        }
-        if cron_ctx.is_some() {
-            cron_triggers.push(writer.subscribe());
-        }
-        omjob_stores.push(reader);
-        writers.push(writer);
-    }
-    let mut pod_stores = Vec::new();
+    let mut omjob_writers = Vec::new();
+    let mut pod_stores: Vec<Store<Pod>> = Vec::new();
     let mut pod_writers = Vec::new();
-    if omjob_ctx.is_some() {
-        for _ in &scopes {
+    for _ in &scopes {
+        let (reader, writer) = reflector::store::<Lenient<OMJob>>();
+        omjob_stores.push(reader);
+        omjob_writers.push(writer);
+        if omjob_ctx.is_some() {
             let (reader, writer) = reflector::store::<Pod>();
             pod_stores.push(reader);
             pod_writers.push(writer);
@@ -112,22 +116,44 @@ pub async fn run(
     });
     drop(events);
 
-    let mut tasks = Vec::new();
-    for (scope, writer) in scopes.iter().zip(writers) {
+    // The watches: each updates its cache, then hands the object on.
+    let mut watches = Vec::new();
+    let mut omjob_triggers = Vec::new();
+    let mut cron_triggers = Vec::new();
+    let mut pod_triggers = Vec::new();
+    for (i, (scope, writer)) in scopes.iter().zip(omjob_writers).enumerate() {
+        let mut to_omjob = Vec::new();
+        let mut to_cron = Vec::new();
+        if omjob_shared.is_some() {
+            let (tx, rx) = mpsc::unbounded();
+            to_omjob.push(tx);
+            omjob_triggers.push(rx);
+        }
+        if cron_shared.is_some() {
+            let (tx, rx) = mpsc::unbounded();
+            to_cron.push(tx);
+            cron_triggers.push(rx);
+        }
         let forget = omjob_shared.clone();
-        tasks.push(
+        watches.push(
             watcher(
                 scope.api::<Lenient<OMJob>>(&client),
                 watcher::Config::default().any_semantic(),
             )
             .default_backoff()
             .modify(omjob::strip_for_cache)
-            .reflect_shared(writer)
+            .reflect(writer)
             .for_each(move |event| {
-                match &event {
-                    Err(e) => report_watch_error("omjobs", e),
-                    // A deleted OMJob's last write here is no longer anyone's to prefer.
+                match event {
+                    Err(e) => report_watch_error("omjobs", &e),
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                        let o = Arc::new(o);
+                        fan_out(&to_omjob, &o);
+                        fan_out(&to_cron, &o);
+                    }
                     Ok(watcher::Event::Delete(o)) => {
+                        // A deleted OMJob's last write here is no longer anyone's to prefer;
+                        // its CronOMJob counts its runs again.
                         if let Some(s) = &forget {
                             s.recent.forget_omjob(
                                 o.namespace().as_deref().unwrap_or_default(),
@@ -135,91 +161,102 @@ pub async fn run(
                                 &[],
                             );
                         }
+                        fan_out(&to_cron, &Arc::new(o));
                     }
-                    Ok(_) => {}
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
                 }
                 std::future::ready(())
             })
             .boxed(),
         );
-    }
-
-    if let Some(shared) = &omjob_shared {
-        for ((scope, trigger), (reader, pod_writer)) in scopes
-            .iter()
-            .zip(omjob_triggers)
-            .zip(omjob_stores.iter().cloned().zip(pod_writers))
+        if let (Some(shared), Some(pod_writer)) = (&omjob_shared, pod_writers.get_mut(i).map(std::mem::take))
         {
-            let Some(trigger) = trigger else { continue };
+            let (tx, rx) = mpsc::unbounded();
+            pod_triggers.push(rx);
             let tap = shared.clone();
-            let pods = watcher(
-                scope.api::<Pod>(&client),
-                // Only pods the operator made carry the pod-type label; other pods are not watched.
-                watcher::Config::default()
-                    .labels(labels::LABEL_POD_TYPE)
-                    .any_semantic(),
-            )
-            .default_backoff()
-            .modify(omjob::strip_pod_for_cache)
-            .reflect(pod_writer)
-            .touched_objects()
-            .inspect_ok(move |pod| {
-                tap.recent.seen_pod(pod);
-                if outcome::finished(pod).is_some()
-                    && let Some(key) = owner_key(pod)
-                {
-                    tap.lanes.wake(&key);
-                }
-            });
-            tasks.push(
-                Controller::for_shared_stream(trigger, reader)
-                    .owns_stream(pods)
-                    // Unbounded here: the lanes bound the work, after each reconcile has
-                    // decided which lane it needs.
-                    .with_config(ControllerConfig::default().concurrency(0))
-                    .graceful_shutdown_on(shutdown.clone())
-                    .run(
-                        omjob::reconcile_watched,
-                        omjob::reconcile::error_policy,
-                        shared.clone(),
-                    )
-                    .for_each(|r| {
-                        report_controller_result(omjob::CONTROLLER, r);
-                        std::future::ready(())
-                    })
-                    .boxed(),
+            watches.push(
+                watcher(
+                    scope.api::<Pod>(&client),
+                    // Only pods the operator made carry the pod-type label; other pods are not watched.
+                    watcher::Config::default()
+                        .labels(labels::LABEL_POD_TYPE)
+                        .any_semantic(),
+                )
+                .default_backoff()
+                .modify(omjob::strip_pod_for_cache)
+                .reflect(pod_writer)
+                .touched_objects()
+                .for_each(move |pod| {
+                    match pod {
+                        Err(e) => report_watch_error("pods", &e),
+                        Ok(pod) => {
+                            tap.recent.seen_pod(&pod);
+                            if outcome::finished(&pod).is_some()
+                                && let Some(key) = owner_key(&pod)
+                            {
+                                tap.lanes.wake(&key);
+                            }
+                            let _ = tx.unbounded_send(Arc::new(pod));
+                        }
+                    }
+                    std::future::ready(())
+                })
+                .boxed(),
             );
         }
     }
 
-    if let Some(shared) = &cron_shared {
-        let stores = omjob_stores.clone();
+    let controllers = {
         let shutdown = shutdown.clone();
-        let client = client.clone();
-        let scopes = scopes.clone();
-        let shared = shared.clone();
-        tasks.push(
-            async move {
-                // Reconciling before the cache is filled would see no runs (and, under Forbid,
-                // start one).
-                let ready = async {
-                    for store in &stores {
-                        if store.wait_until_ready().await.is_err() {
-                            return false;
-                        }
-                    }
-                    true
-                };
-                let go = tokio::select! {
-                    ok = ready => ok,
-                    () = shutdown.clone() => false,
-                };
-                if !go {
-                    return;
+        let omjob_stores = omjob_stores.clone();
+        async move {
+            // Every cache is filled before the first reconcile: a run's pods missing from a cache
+            // still being listed would read as deleted, and a schedule's runs as never made. One
+            // waiter per store, in turn (see the module doc).
+            let ready = async {
+                for store in &omjob_stores {
+                    store.wait_until_ready().await.map_err(|_| ())?;
                 }
-                let controllers = scopes.iter().zip(cron_triggers).filter_map(|(scope, trigger)| {
-                    let trigger = trigger?;
-                    Some(
+                for store in &pod_stores {
+                    store.wait_until_ready().await.map_err(|_| ())?;
+                }
+                Ok::<(), ()>(())
+            };
+            let go = tokio::select! {
+                r = ready => r.is_ok(),
+                () = shutdown.clone() => false,
+            };
+            if !go {
+                return;
+            }
+            let mut running = Vec::new();
+            if let Some(shared) = &omjob_shared {
+                for ((reader, trigger), pods) in
+                    omjob_stores.iter().cloned().zip(omjob_triggers).zip(pod_triggers)
+                {
+                    running.push(
+                        Controller::for_shared_stream(trigger, reader)
+                            .owns_shared_stream(pods)
+                            // Unbounded here: the lanes bound the work, after each reconcile has
+                            // decided which lane it needs.
+                            .with_config(ControllerConfig::default().concurrency(0))
+                            .graceful_shutdown_on(shutdown.clone())
+                            .run(
+                                omjob::reconcile_watched,
+                                omjob::reconcile::error_policy,
+                                shared.clone(),
+                            )
+                            .for_each(|r| {
+                                report_controller_result(omjob::CONTROLLER, r);
+                                std::future::ready(())
+                            })
+                            .boxed(),
+                    );
+                }
+            }
+            if let Some(shared) = &cron_shared {
+                for (scope, trigger) in scopes.iter().zip(cron_triggers) {
+                    running.push(
                         Controller::new(
                             scope.api::<Lenient<CronOMJob>>(&client),
                             watcher::Config::default().any_semantic(),
@@ -228,33 +265,23 @@ pub async fn run(
                         .with_config(ControllerConfig::default().concurrency(concurrency))
                         .graceful_shutdown_on(shutdown.clone())
                         .run(cronomjob::reconcile, cronomjob::error_policy, shared.clone())
+                        .for_each(|r| {
+                            report_controller_result(cronomjob::CONTROLLER, r);
+                            std::future::ready(())
+                        })
                         .boxed(),
-                    )
-                });
-                futures::stream::select_all(controllers)
-                    .for_each(|r| {
-                        report_controller_result(cronomjob::CONTROLLER, r);
-                        std::future::ready(())
-                    })
-                    .await;
+                    );
+                }
             }
-            .boxed(),
-        );
-    }
-
-    // The caches' watches run for as long as the controllers; the controllers end on shutdown.
-    let (controllers, watches): (Vec<_>, Vec<_>) = {
-        let n = scopes.len();
-        let mut all = tasks.into_iter();
-        let watches: Vec<_> = all.by_ref().take(n).collect();
-        (all.collect(), watches)
+            futures::future::join_all(running).await;
+        }
     };
+
+    // The watches run for as long as the controllers; the controllers end on shutdown.
     tokio::select! {
-        _ = futures::future::join_all(controllers) => {}
+        () = controllers => {}
         _ = futures::future::join_all(watches) => {}
     }
-    drop(omjob_shared);
-    drop(cron_shared);
     if tokio::time::timeout(EVENT_DRAIN, events_task).await.is_err() {
         tracing::warn!("events still queued at shutdown were not all written");
     }

@@ -55,6 +55,24 @@ impl Run<'_> {
             .filter(|p| owned_by(p, &self.omjob))
     }
 
+    /// Pod `name`, from the cache; but when the cache has none although the status says the
+    /// pod was made (`expected`), read from the API server before deciding from its absence:
+    /// "the pod is gone" ends a run, and a cache that lags (a relist, a watch that is catching
+    /// up) must not end one. Only a pod that really is gone costs this read.
+    pub async fn pod_confirmed(&self, name: &str, expected: bool) -> Result<Option<Pod>, Error> {
+        if let Some(p) = self.pod(name) {
+            return Ok(Some(p));
+        }
+        if !expected {
+            return Ok(None);
+        }
+        let found = self.pods.get_opt(name).await.map_err(|source| Error::GetPod {
+            name: name.to_owned(),
+            source,
+        })?;
+        Ok(found.filter(|p| owned_by(p, &self.omjob)))
+    }
+
     /// Queues an event about this OMJob.
     pub fn publish(&self, note: &decide::EventNote) {
         let ctx = &self.shared.ctx;

@@ -154,10 +154,22 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
     loop {
         let attempt = attempt_of(&run.omjob);
         let (read_main, read_exit) = decide::pods_to_read(&run.omjob, ctx.clock.now());
-        let main = read_main.then(|| run.pod(&main_name)).flatten();
-        let exit = read_exit
-            .then(|| run.pod(&exit_pod_name(&name, attempt)))
-            .flatten();
+        let status = run.omjob.status.clone().unwrap_or_default();
+        // Absence is confirmed only while it would end a stage; for a finished run (TTL
+        // clean-up) a missing pod only means there is nothing left to delete.
+        let open_stage = !status.phase.is_some_and(Phase::is_terminal);
+        let main = if read_main {
+            let made = open_stage && status.main_pod_name.is_some();
+            run.pod_confirmed(&main_name, made).await?
+        } else {
+            None
+        };
+        let exit = if read_exit {
+            let made = status.phase == Some(Phase::ExitHandlerRunning) && attempt >= 1;
+            run.pod_confirmed(&exit_pod_name(&name, attempt), made).await?
+        } else {
+            None
+        };
         let obs = Observation {
             omjob: &run.omjob,
             main: main.as_ref(),

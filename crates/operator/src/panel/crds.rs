@@ -139,6 +139,9 @@ pub fn omjob(state: &PanelState, health: (State, Option<String>)) -> CrdPage {
             "Pods are watched, so a pod that finishes, is deleted or loses its node is seen at once; the polling \
              interval only bounds how long a missed event could go unnoticed."
                 .to_owned(),
+            "A stage that ended (an exit pod to create, a run to finish) takes a permit from a lane of its own, so \
+             it never waits behind new OMJobs' main pods or routine status updates."
+                .to_owned(),
         ],
     };
     page.configuration = configuration(
@@ -148,12 +151,12 @@ pub fn omjob(state: &PanelState, health: (State, Option<String>)) -> CrdPage {
             setting(
                 "POLLING_INTERVAL_SECONDS",
                 go_duration(c.polling_interval),
-                "safety-net requeue of a running OMJob",
+                "a running OMJob is looked at again after 30 times this (at least 5 min), as a safety net",
             ),
             setting(
                 "REQUEUE_DELAY_SECONDS",
                 go_duration(c.requeue_delay),
-                "parsed; the error policy does not use it yet (it waits a fixed 2 s)",
+                "longest wait before a failed reconcile is retried (retries start at 0.5 s and double)",
             ),
             setting(
                 "MAIN_POD_PENDING_TIMEOUT_SECONDS",

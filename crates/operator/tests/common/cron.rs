@@ -24,6 +24,7 @@ use omjob_operator::{
 use serde_json::{Value, json};
 
 use super::Harness;
+pub use super::poll;
 
 /// A namespace with both controllers.
 pub struct CronHarness {
@@ -268,22 +269,6 @@ impl CronHarness {
     pub fn move_past_next_slot(clock: &ManualClock, after: Timestamp, step: i64) {
         let next = (after.as_second() / step + 1) * step + 1;
         clock.set(Timestamp::from_second(next).unwrap());
-    }
-}
-
-/// Polls `check` every 100 ms until it holds, or panics naming `what` after `limit`.
-pub async fn poll<F, Fut>(what: &str, limit: Duration, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {limit:?} for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

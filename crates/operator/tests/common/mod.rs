@@ -3,7 +3,7 @@
 //! exit handlers record each run.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use k8s_openapi::api::{
     core::v1::{Pod, ServiceAccount},
@@ -25,7 +25,9 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 pub mod cron;
+pub mod node;
 pub mod process;
+pub mod proxy;
 
 static CLUSTER_SETUP: OnceCell<()> = OnceCell::const_new();
 
@@ -230,6 +232,16 @@ pub fn omjob(h: &Harness, name: &str, main_script: &str, edit: impl FnOnce(&mut 
 
 /// Waits until the OMJob reaches a terminal phase.
 pub async fn wait_phase(h: &Harness, name: &str, limit: Duration) -> OMJob {
+    wait_phase_explained(h, name, limit, String::new).await
+}
+
+/// [`wait_phase`], adding `explain()` (operator logs, say) to the failure message.
+pub async fn wait_phase_explained(
+    h: &Harness,
+    name: &str,
+    limit: Duration,
+    explain: impl Fn() -> String,
+) -> OMJob {
     let terminal = |o: Option<&OMJob>| {
         o.and_then(|o| o.status.as_ref())
             .and_then(|s| s.phase)
@@ -251,7 +263,76 @@ pub async fn wait_phase(h: &Harness, name: &str, limit: Duration) -> OMJob {
                         .collect()
                 })
                 .unwrap_or_default();
-            panic!("OMJob {name} did not finish within {limit:?}; status {status:?}; pods {pods:#?}")
+            panic!(
+                "OMJob {name} did not finish within {limit:?}; status {status:?}; pods {pods:#?}\n{}",
+                explain()
+            )
         }
+    }
+}
+
+/// Waits until `cond` holds for object `name` (watched), failing after `limit` with `what`.
+pub async fn until<K, F>(api: Api<K>, name: &str, what: &str, limit: Duration, cond: F) -> Option<K>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    F: Fn(Option<&K>) -> bool + Send + 'static,
+{
+    tokio::time::timeout(limit, await_condition(api, name, cond))
+        .await
+        .unwrap_or_else(|_| panic!("{name}: no {what} within {limit:?}"))
+        .unwrap_or_else(|e| panic!("{name}: watch failed while waiting for {what}: {e}"))
+}
+
+/// The OMJob holds none of the operator's finalizers (or is gone).
+pub fn released(o: Option<&OMJob>) -> bool {
+    o.is_none_or(|o| o.metadata.finalizers.as_ref().is_none_or(Vec::is_empty))
+}
+
+/// Waits until OMJob `name` holds no finalizer.
+pub async fn wait_released(h: &Harness, name: &str, limit: Duration) {
+    until(h.omjobs(), name, "finalizer release", limit, released).await;
+}
+
+/// The pod has finished (Succeeded or Failed).
+pub fn pod_finished(p: Option<&Pod>) -> bool {
+    p.and_then(|p| p.status.as_ref())
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|ph| ph == "Succeeded" || ph == "Failed")
+}
+
+/// The harness namespace's exit-handler pods, by name.
+pub async fn exit_pod_names(h: &Harness) -> Vec<String> {
+    let selector = format!(
+        "{}={}",
+        omjob_api::labels::LABEL_POD_TYPE,
+        omjob_api::labels::POD_TYPE_EXIT_HANDLER
+    );
+    let mut names: Vec<String> = h
+        .pods()
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Polls `check` every 100 ms until it holds, or panics naming `what` after `limit`. For what
+/// cannot be watched (files, HTTP endpoints, lists); objects are awaited with [`until`].
+pub async fn poll<F, Fut>(what: &str, limit: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {limit:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

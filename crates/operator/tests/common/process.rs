@@ -56,6 +56,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether `GET /ready` on `port` answers 200.
+async fn ready(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if s.write_all(b"GET /ready HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer).await;
+    answer.split_whitespace().nth(1) == Some("200")
+}
+
 /// A kubeconfig for the testbed that authenticates with the operator's service-account token.
 fn operator_kubeconfig(h: &Harness) -> PathBuf {
     h.operator_credentials
@@ -65,6 +82,12 @@ fn operator_kubeconfig(h: &Harness) -> PathBuf {
 impl OperatorProcess {
     /// Starts `omjob-operator run` watching the harness namespace, with its Lease there too.
     pub fn start(h: &Harness, opts: &Options) -> Self {
+        Self::start_via(h, opts, &operator_kubeconfig(h))
+    }
+
+    /// Like [`OperatorProcess::start`], reaching the API server through `kubeconfig` (a
+    /// [`super::proxy::ApiProxy`]'s, for instance).
+    pub fn start_via(h: &Harness, opts: &Options, kubeconfig: &std::path::Path) -> Self {
         let port = free_port();
         let env = [
             ("WATCH_NAMESPACES", h.ns().to_owned()),
@@ -73,9 +96,13 @@ impl OperatorProcess {
             ("HEALTH_CHECK_PORT", port.to_string()),
             ("LEADER_ELECTION", opts.leader_election.to_string()),
             ("LOG_FORMAT", "text".to_owned()),
-            ("LOG_LEVEL", "info".to_owned()),
+            // OMJOB_TEST_LOG_LEVEL raises the operator's log level when a test needs debugging.
+            (
+                "LOG_LEVEL",
+                std::env::var("OMJOB_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned()),
+            ),
         ];
-        Self::start_with(h, opts, &operator_kubeconfig(h), &env, port)
+        Self::start_with(h, opts, kubeconfig, &env, port)
     }
 
     /// Starts `omjob-operator run` with exactly `env` (plus `PATH` and `KUBECONFIG`), as a
@@ -139,6 +166,27 @@ impl OperatorProcess {
         // parent-death SIGKILL), so killing the child kills the operator.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Waits until `/ready` answers 200 (the controllers run), failing when the process exits
+    /// or `limit` passes first.
+    pub async fn wait_ready(&mut self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !ready(self.health_port).await {
+            assert!(
+                self.is_running(),
+                "operator {} exited before it was ready:\n{}",
+                self.identity,
+                self.output()
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "operator {} not ready within {limit:?}:\n{}",
+                self.identity,
+                self.output()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// The process's output so far, for failure messages.
