@@ -22,6 +22,7 @@ const PRUNED: u8 = 2;
 #[derive(Debug)]
 struct Inner {
     nodes_readable: AtomicBool,
+    nodes_watchable: AtomicBool,
     block_omjob_owner: AtomicBool,
     block_cron_owner: AtomicBool,
     omjob_additive_status: AtomicU8,
@@ -38,6 +39,7 @@ impl Default for Capabilities {
     fn default() -> Self {
         Self(Arc::new(Inner {
             nodes_readable: AtomicBool::new(true),
+            nodes_watchable: AtomicBool::new(true),
             block_omjob_owner: AtomicBool::new(false),
             block_cron_owner: AtomicBool::new(false),
             omjob_additive_status: AtomicU8::new(UNKNOWN),
@@ -56,6 +58,13 @@ pub enum StatusKind {
 }
 
 impl Capabilities {
+    /// Whether Node objects may be listed and watched, so that they can be cached instead of
+    /// read one by one.
+    #[must_use]
+    pub fn nodes_watchable(&self) -> bool {
+        self.nodes_readable() && self.0.nodes_watchable.load(Ordering::Relaxed)
+    }
+
     /// Whether Node objects may be read (lost-node detection from the node's Ready condition).
     #[must_use]
     pub fn nodes_readable(&self) -> bool {
@@ -157,6 +166,15 @@ pub async fn probe(client: &Client) -> Capabilities {
              (Ready=False set by the node lifecycle controller, DisruptionTarget from the taint \
              manager) instead of the node's Ready condition; grant `get` on `nodes` (a \
              ClusterRole) to use the node's heartbeat"
+        );
+    }
+    let list = allowed(client, "", "nodes", None, "list").await;
+    let watch = allowed(client, "", "nodes", None, "watch").await;
+    if list == Some(false) || watch == Some(false) {
+        caps.0.nodes_watchable.store(false, Ordering::Relaxed);
+        tracing::info!(
+            "nodes list/watch is not permitted: nodes are read one at a time, when a running pod is reconciled \
+             (grant `list` and `watch` on `nodes` to cache them)"
         );
     }
     let omjobs = allowed(client, group, "omjobs", Some("finalizers"), "update").await == Some(true);

@@ -410,7 +410,13 @@ async fn the_termination_matrix_runs_under_the_charts_crds_rbac_and_environment(
         "the Java exit pod was kept"
     );
     assert_eq!(h.exit_runs(java), ["success java"], "{}", op.output());
-    assert_eq!(done.status.as_ref().unwrap().phase, Some(Phase::Succeeded));
+    assert_eq!(
+        done.status.as_ref().unwrap().phase,
+        Some(Phase::Succeeded),
+        "{:?}\n{}",
+        done.status,
+        op.output()
+    );
     seen.push(Seen {
         scenario: "Java-left, adopted mid-exit-handler",
         omjob: java.into(),

@@ -14,7 +14,7 @@
 use std::{future::Future, sync::Arc};
 
 use futures::{FutureExt as _, StreamExt as _, channel::mpsc};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
     ResourceExt as _,
     runtime::{
@@ -92,6 +92,10 @@ pub async fn run(
         }
     }
 
+    let (node_store, node_writer) = reflector::store::<Node>();
+    let watch_nodes = omjob_ctx
+        .as_ref()
+        .is_some_and(|c| c.settings.capabilities.nodes_watchable());
     let omjob_shared = omjob_ctx.map(|ctx| {
         let threads = usize::from(concurrency);
         Arc::new(omjob::Shared {
@@ -103,6 +107,8 @@ pub async fn run(
             pods: pod_stores.clone(),
             recent: Recent::default(),
             lanes: Lanes::new(threads, threads),
+            nodes: node_store,
+            nodes_synced: std::sync::atomic::AtomicBool::new(false),
         })
     });
     let cron_shared = cron_ctx.map(|ctx| {
@@ -204,6 +210,35 @@ pub async fn run(
                 .boxed(),
             );
         }
+    }
+
+    // Nodes, for lost-node detection without a GET per reconcile of a running pod. Not awaited:
+    // under a role without node reads the watch keeps failing (and says so) and reconciles
+    // read nodes on demand, or judge from the pod, as before.
+    if let (true, Some(shared)) = (watch_nodes, &omjob_shared) {
+        let synced = shared.clone();
+        watches.push(
+            watcher(
+                kube::Api::<Node>::all(client.clone()),
+                watcher::Config::default().any_semantic(),
+            )
+            .default_backoff()
+            .modify(omjob::strip_node_for_cache)
+            .reflect(node_writer)
+            .for_each(move |event| {
+                match event {
+                    Err(e) => report_watch_error("nodes", &e),
+                    Ok(watcher::Event::InitDone) => {
+                        synced
+                            .nodes_synced
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                }
+                std::future::ready(())
+            })
+            .boxed(),
+        );
     }
 
     let controllers = {

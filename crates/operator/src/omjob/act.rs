@@ -379,6 +379,25 @@ impl Run<'_> {
         Ok(pod)
     }
 
+    /// Node `name`: from the node cache once it is filled, else (or when the cache does not
+    /// have it, as for a node that joined a moment ago) from the API server.
+    async fn node(&self, name: &str) -> Result<Option<Node>, kube::Error> {
+        if self
+            .shared
+            .nodes_synced
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(node) = self
+                .shared
+                .nodes
+                .get(&kube::runtime::reflector::ObjectRef::new(name))
+        {
+            return Ok(Some((*node).clone()));
+        }
+        Api::<Node>::all(self.shared.ctx.client.clone())
+            .get_opt(name)
+            .await
+    }
+
     /// Since when the node of `pod` has not been Ready, or `None` when it is Ready (or the pod
     /// is finished or unscheduled).
     ///
@@ -401,9 +420,7 @@ impl Run<'_> {
         if !caps.nodes_readable() {
             return Ok(outcome::node_down_from_pod(pod));
         }
-        // Read on demand: only reconciles of a pod that has not finished get here, and keeping a
-        // cache of every Node would cost memory in proportion to the cluster, not to the OMJobs.
-        let node = match Api::<Node>::all(ctx.client.clone()).get_opt(node_name).await {
+        let node = match self.node(node_name).await {
             Ok(node) => node,
             // Not permitted (OpenMetadata's chart grants no node reads): judge from the pod from
             // now on, instead of failing every reconcile of a running pod.

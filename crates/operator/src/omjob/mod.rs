@@ -60,6 +60,10 @@ pub struct Shared {
     pub recent: recent::Recent,
     /// Permits, by lane.
     pub lanes: Lanes,
+    /// The cluster's Nodes (name and Ready condition only), when they may be watched.
+    pub nodes: Store<k8s_openapi::api::core::v1::Node>,
+    /// Whether [`Shared::nodes`] has been filled by its watch (else nodes are read on demand).
+    pub nodes_synced: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -191,16 +195,54 @@ pub fn strip_for_cache<K: kube::Resource>(obj: &mut K) {
     }
 }
 
-/// What the controller caches of a pod: what [`decide`] and [`outcome`] read (metadata, the
-/// node it is bound to, its status). Container specs, volumes and env are most of a pod's size
-/// and are never read back.
+/// What the controller caches of a pod: what [`decide`], [`outcome`] and
+/// [`bookkeeping::given_pipeline_status`] read (metadata, the node it is bound to, its status,
+/// and the `pipelineStatus` variable of its first container, which is all an exit pod the Java
+/// operator made says about the main stage). Container specs, volumes and the rest of the env
+/// are most of a pod's size and are never read back.
 pub fn strip_pod_for_cache(pod: &mut Pod) {
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
     strip_for_cache(pod);
     if let Some(spec) = pod.spec.as_mut() {
-        *spec = k8s_openapi::api::core::v1::PodSpec {
+        let given = spec
+            .containers
+            .first()
+            .and_then(|c| c.env.as_ref())
+            .and_then(|env| {
+                env.iter()
+                    .rev()
+                    .find(|e| e.name == omjob_api::env::PIPELINE_STATUS)
+                    .cloned()
+            });
+        *spec = PodSpec {
             node_name: spec.node_name.take(),
-            ..Default::default()
+            containers: given
+                .map(|e| {
+                    vec![Container {
+                        env: Some(vec![e]),
+                        ..Container::default()
+                    }]
+                })
+                .unwrap_or_default(),
+            ..PodSpec::default()
         };
+    }
+}
+
+/// What the controller caches of a Node: its name and its Ready condition, all that lost-node
+/// detection reads; a Node's images, addresses and capacity are most of its size.
+pub fn strip_node_for_cache(node: &mut k8s_openapi::api::core::v1::Node) {
+    strip_for_cache(node);
+    node.metadata.labels = None;
+    node.metadata.annotations = None;
+    node.spec = None;
+    if let Some(status) = node.status.take() {
+        node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+            conditions: status
+                .conditions
+                .map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect()),
+            ..Default::default()
+        });
     }
 }
 
@@ -246,5 +288,34 @@ mod tests {
         assert_eq!(o.metadata.labels, before.metadata.labels);
         assert_eq!(o.metadata.finalizers, before.metadata.finalizers);
         assert_eq!(o.status, before.status);
+    }
+
+    #[test]
+    fn cached_pods_keep_their_node_status_and_the_pipeline_status_they_were_given() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "j-exit", "namespace": "ns", "annotations": {"a": "b"}},
+            "spec": {
+                "nodeName": "n1",
+                "serviceAccountName": "sa",
+                "containers": [{"name": "exit", "image": "i", "command": ["sh"], "env": [
+                    {"name": "config", "value": "a large workflow config"},
+                    {"name": "pipelineStatus", "value": "success"}
+                ]}]
+            },
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        strip_pod_for_cache(&mut pod);
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert_eq!(spec.service_account_name, None);
+        assert_eq!(
+            bookkeeping::given_pipeline_status(&pod).as_deref(),
+            Some("success")
+        );
+        let env = spec.containers[0].env.as_ref().unwrap();
+        assert_eq!(env.len(), 1, "only pipelineStatus is kept: {env:?}");
+        assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+        assert!(pod.metadata.annotations.is_some());
     }
 }

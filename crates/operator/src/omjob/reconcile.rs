@@ -141,10 +141,7 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
     };
     let main_name = names::main_pod_name(&name);
     if adopted {
-        let attempt = attempt_of(&run.omjob);
-        if let Some(pod) = run.pod(&exit_pod_name(&name, attempt)) {
-            bookkeeping::adopt_from_exit_pod(&mut run.omjob, &pod);
-        }
+        adopt(&mut run);
     }
     let mut main_create_error = None;
     let mut exit_create_error = None;
@@ -196,9 +193,12 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
             let Some(latest) = shared.omjob(&ns, &name) else {
                 return Ok(Requeue::await_change());
             };
-            let (omjob, served, _) = prepare(&latest, shared);
+            let (omjob, served, adopted) = prepare(&latest, shared);
             run.omjob = omjob;
             run.served = served;
+            if adopted {
+                adopt(&mut run);
+            }
             continue;
         }
         if passes == MAX_PASSES {
@@ -270,6 +270,15 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
             continue;
         }
         return Ok(requeue_of(&d));
+    }
+}
+
+/// Takes the main outcome of an OMJob whose bookkeeping is not recorded (left by the Java
+/// operator mid-exit-handler) from the exit pod it already has.
+fn adopt(run: &mut Run<'_>) {
+    let attempt = attempt_of(&run.omjob);
+    if let Some(pod) = run.pod(&exit_pod_name(&run.name, attempt)) {
+        bookkeeping::adopt_from_exit_pod(&mut run.omjob, &pod);
     }
 }
 
