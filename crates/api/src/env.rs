@@ -18,6 +18,12 @@ pub const NAMESPACE: &str = "namespace";
 /// Added by the operator to exit pods: [`PIPELINE_STATUS_SUCCESS`] or [`PIPELINE_STATUS_FAILED`].
 pub const PIPELINE_STATUS: &str = "pipelineStatus";
 
+/// Added by the operator to exit pods (*additive*): the main container's exit code, or `unknown`.
+pub const MAIN_POD_EXIT_CODE: &str = "mainPodExitCode";
+/// Added by the operator to exit pods (*additive*): why the main stage ended, a
+/// [`crate::termination::Termination`] string (`Completed`, `OOMKilled`...).
+pub const MAIN_POD_TERMINATION_REASON: &str = "mainPodTerminationReason";
+
 /// `pipelineStatus` when the main container exited 0.
 pub const PIPELINE_STATUS_SUCCESS: &str = "success";
 /// `pipelineStatus` otherwise (non-zero or unknown exit code).

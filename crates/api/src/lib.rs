@@ -13,6 +13,7 @@
 //! | [`phase`] | the OMJob state machine's phases and allowed moves |
 //! | [`labels`] | label keys and values, and label-value sanitising |
 //! | [`names`] | deterministic names of pods and spawned OMJobs |
+//! | [`termination`] | why a main stage ended (`status.reason`), and how a pod ended as its status shows it |
 //! | [`env`] | env-var names and placeholders of the OpenMetadata contract |
 //! | [`crds`] | the CustomResourceDefinitions rendered as YAML |
 //! | [`annotations`] | annotation keys, and the additive spec fields they stand in for |
@@ -38,6 +39,7 @@ pub mod phase;
 pub mod pod_template;
 pub mod schedule;
 mod schema;
+pub mod termination;
 
 pub use crds::{CrdRenderError, render_yaml};
 pub use cronomjob::{ActiveOMJobRef, ConcurrencyPolicy, CronOMJob, CronOMJobSpec, CronOMJobStatus};
@@ -45,6 +47,7 @@ pub use names::NameError;
 pub use omjob::{Condition, ConditionStatus, OMJob, OMJobSpec, OMJobStatus};
 pub use phase::{ParsePhaseError, Phase};
 pub use pod_template::PodTemplate;
+pub use termination::Termination;
 
 /// The API group of both custom resources.
 pub const GROUP: &str = "pipelines.openmetadata.org";

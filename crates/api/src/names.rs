@@ -1,8 +1,9 @@
 //! Deterministic names of the objects the operator creates (reference §2.3).
 //!
 //! Names are the idempotency locks of the operator: the main pod is always `<omjob>-main`, the
-//! exit pod `<omjob>-exit`, and a CronOMJob's run for a slot always has the same name, so a
-//! create that races or repeats hits `AlreadyExists` instead of running twice.
+//! exit pod `<omjob>-exit` (`<omjob>-exit-<n>` for a further attempt), and a CronOMJob's run for a
+//! slot always has the same name, so a create that races or repeats hits `AlreadyExists` instead
+//! of running twice.
 
 use sha2::{Digest, Sha256};
 
@@ -91,10 +92,26 @@ pub fn main_pod_name(omjob_name: &str) -> String {
     format!("{omjob_name}-main")
 }
 
-/// Name of an OMJob's exit-handler pod: `<omjob>-exit`.
+/// Name of an OMJob's (first) exit-handler pod: `<omjob>-exit`, as the Java operator names it.
 #[must_use]
 pub fn exit_pod_name(omjob_name: &str) -> String {
     format!("{omjob_name}-exit")
+}
+
+/// Name of exit-handler attempt `attempt` (1-based): `<omjob>-exit` for the first (and for any
+/// value below 1), `<omjob>-exit-<n>` for a further attempt after a lost exit pod (*additive*: the
+/// Java operator makes one attempt).
+///
+/// # Guarantees
+/// The same OMJob and attempt always give the same name, and distinct attempts give distinct
+/// names, so a repeated create of one attempt cannot start a second exit handler.
+#[must_use]
+pub fn exit_attempt_pod_name(omjob_name: &str, attempt: i32) -> String {
+    if attempt <= 1 {
+        exit_pod_name(omjob_name)
+    } else {
+        format!("{}-{attempt}", exit_pod_name(omjob_name))
+    }
 }
 
 /// Name of the OMJob a CronOMJob creates for the slot starting at `slot_epoch_seconds`:
@@ -147,6 +164,18 @@ mod tests {
         );
         let long = "n".repeat(63);
         assert_eq!(main_pod_name(&long).len(), 68);
+    }
+
+    #[test]
+    fn exit_attempts_after_the_first_carry_their_number() {
+        assert_eq!(exit_attempt_pod_name("j", 1), "j-exit");
+        assert_eq!(
+            exit_attempt_pod_name("j", 0),
+            "j-exit",
+            "below 1 counts as the first"
+        );
+        assert_eq!(exit_attempt_pod_name("j", 2), "j-exit-2");
+        assert_eq!(exit_attempt_pod_name("j", 3), "j-exit-3");
     }
 
     #[test]

@@ -359,14 +359,7 @@ fn parse_namespaces(value: &str) -> Result<WatchNamespaces, String> {
 fn validate_dns1123_label(value: &str) -> Result<(), String> {
     const RULE: &str = "is not a DNS-1123 label (at most 63 lowercase letters, digits or '-', \
                         starting and ending with a letter or digit)";
-    let bytes = value.as_bytes();
-    let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let ok = (1..=63).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && edge_ok(bytes.first())
-        && edge_ok(bytes.last());
+    let ok = omjob_api::grammar::is_dns_label(value);
     if ok { Ok(()) } else { Err(RULE.to_owned()) }
 }
 

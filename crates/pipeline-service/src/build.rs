@@ -1,8 +1,12 @@
 //! Resource builders, one per object and mode: what a deploy or run writes to the API server.
 //!
 //! Pure functions of the configuration, the pipeline definition and (for runs) the run id; no IO.
-//! Objects are written as JSON in their wire shape and then read into their API types, so a
-//! field the type does not know fails here, in a unit test, rather than on the cluster.
+//! Objects are written as JSON in their wire shape and then read into their API types. Serde
+//! alone would not catch a misspelt field: k8s-openapi's types ignore fields they do not know, so
+//! the object sent would silently lack it. [`typed`] therefore writes the typed object back and
+//! fails when a field of the JSON did not survive, so a field the type does not know fails here,
+//! in a unit test, rather than going missing on the cluster. The standard-mode CronJob is returned
+//! as JSON; a unit test puts it through the same check.
 //!
 //! What reaches every pod, on-demand and scheduled, main and exit handler alike: image pull
 //! secrets, node selector, tolerations (upstream drops them on scheduled pods, #27852) and the
@@ -65,11 +69,67 @@ pub struct Builder<'a> {
     names: PipelineNames,
 }
 
-fn typed<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|source| Error::Build {
+/// `value` read into `T`, refusing what `T` would drop.
+///
+/// # Errors
+/// [`Error::Build`] when `value` does not fit `T`, or has a field `T` does not know (found by
+/// writing the typed object back: a non-null, non-empty field of `value` missing from it).
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(what: &str, value: Value) -> Result<T> {
+    let err = |source| Error::Build {
         what: what.to_owned(),
         source,
-    })
+    };
+    let typed: T = serde_json::from_value(value.clone()).map_err(err)?;
+    let back = serde_json::to_value(&typed).map_err(err)?;
+    let mut dropped = Vec::new();
+    dropped_fields(&value, &back, "", &mut dropped);
+    if dropped.is_empty() {
+        Ok(typed)
+    } else {
+        Err(err(serde::de::Error::custom(format_args!(
+            "unknown field(s) {}",
+            dropped.join(", ")
+        ))))
+    }
+}
+
+/// Collects into `out` the paths of fields of `written` that `read` lacks. A null or empty field
+/// counts as absent (serialisers leave those out), and only presence is compared: a value may come
+/// back in another spelling (`1Gi` stays, but a time or number need not).
+fn dropped_fields(written: &Value, read: &Value, path: &str, out: &mut Vec<String>) {
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    match (written, read) {
+        (Value::Object(w), Value::Object(r)) => {
+            for (key, value) in w {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match r.get(key) {
+                    Some(back) => dropped_fields(value, back, &here, out),
+                    None if empty(value) => {}
+                    None => out.push(here),
+                }
+            }
+        }
+        (Value::Array(w), Value::Array(r)) => {
+            for (i, value) in w.iter().enumerate() {
+                let here = format!("{path}[{i}]");
+                match r.get(i) {
+                    Some(back) => dropped_fields(value, back, &here, out),
+                    None if empty(value) => {}
+                    None => out.push(here),
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn map(m: &BTreeMap<String, String>) -> Value {
@@ -778,5 +838,45 @@ mod tests {
         let env = env_of(&cron["spec"]["omJobSpec"]["exitHandlerSpec"]);
         assert_eq!(env["pipelineRunId"]["value"], "{{ omjob.uid }}");
         assert_eq!(env["jobName"]["value"], "{{ omjob.name }}");
+    }
+
+    #[test]
+    fn k8s_openapi_ignores_a_field_it_does_not_know_so_typed_refuses_it() {
+        // The claim of the module docs, checked: serde alone drops a misspelt field silently...
+        let misspelt = json!({"metadata": {"name": "j"}, "spec": {"backofLimit": 3, "template": {}}});
+        let job: Job = serde_json::from_value(misspelt.clone()).unwrap();
+        assert_eq!(job.spec.unwrap().backoff_limit, None);
+        // ...so `typed` compares what comes back, and names the field.
+        let err = typed::<Job>("Job", misspelt).unwrap_err().to_string();
+        assert!(err.contains("unknown field(s) spec.backofLimit"), "{err}");
+        let nested = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {"containers": [
+            {"name": "main", "imagePullPolicy": "Always", "comand": ["x"]}]}}}});
+        let err = typed::<Job>("Job", nested).unwrap_err().to_string();
+        assert!(err.contains("spec.template.spec.containers[0].comand"), "{err}");
+        // A wrong type fails in serde itself; nulls and empty collections are not refused.
+        assert!(typed::<Job>("Job", json!({"spec": {"backoffLimit": "three", "template": {}}})).is_err());
+        typed::<Job>(
+            "Job",
+            json!({"metadata": {"name": "j", "labels": {}}, "spec": {"activeDeadlineSeconds": null, "template": {}}}),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn every_built_object_has_only_fields_its_type_knows() {
+        let (c, d) = fixture();
+        let b = Builder::new(&c, &d);
+        b.config_map().unwrap();
+        b.job("run-1").unwrap();
+        b.omjob("run-1").unwrap();
+        b.cron_omjob("0 0 * * *").unwrap();
+        typed::<k8s_openapi::api::batch::v1::CronJob>("CronJob", b.cron_job("0 0 * * *")).unwrap();
+        let mut zoned = d.clone();
+        zoned.time_zone = Some("Europe/Paris".into());
+        typed::<k8s_openapi::api::batch::v1::CronJob>(
+            "CronJob",
+            Builder::new(&c, &zoned).cron_job("0 0 * * *"),
+        )
+        .unwrap();
     }
 }

@@ -147,9 +147,11 @@ pub struct Config {
     /// *Ours.* `diagnosticsIntervalSeconds` (30): how often `serve` preserves the diagnostics
     /// of failed runs before TTL removes their pods; 0 turns it off.
     pub diagnostics_interval_seconds: u64,
-    /// *Ours.* `retryAttempts` (4): tries of each Kubernetes call on 429, 5xx or connection errors.
+    /// *Ours.* `retryAttempts` (4): tries of each Kubernetes request, the first included, on the
+    /// transient failures [`crate::retry`] lists.
     pub retry_attempts: u32,
-    /// *Ours.* `retryInitialBackoffMillis` (200): first wait between tries, doubled each time up to 5 s.
+    /// *Ours.* `retryInitialBackoffMillis` (200): first wait between tries, doubled each time up to
+    /// 5 s, each wait jittered to between half and all of that.
     pub retry_initial_backoff_millis: u64,
 }
 

@@ -8,8 +8,6 @@ use kube::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::retry::{RetryPolicy, retry_with};
-
 /// Log lines kept.
 pub const TAIL_LINES: i64 = 500;
 /// Events kept.
@@ -92,9 +90,10 @@ fn event_time(e: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
         .or_else(|| e.event_time.as_ref().map(|t| t.0))
 }
 
-/// Collects diagnostics of `pod`. Each part is fault-tolerant: a part that cannot be read says
-/// why instead of failing the whole.
-pub async fn collect(client: &Client, namespace: &str, pod: &Pod, policy: &RetryPolicy) -> Diagnostics {
+/// Collects diagnostics of `pod` through `client` (the service's, which retries transient
+/// failures). Each part is fault-tolerant: a part that cannot be read says why instead of
+/// failing the whole.
+pub async fn collect(client: &Client, namespace: &str, pod: &Pod) -> Diagnostics {
     let name = pod.name_any();
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let lp = LogParams {
@@ -102,14 +101,14 @@ pub async fn collect(client: &Client, namespace: &str, pod: &Pod, policy: &Retry
         tail_lines: Some(TAIL_LINES),
         ..LogParams::default()
     };
-    let log_tail = match retry_with(policy, || pods.logs(&name, &lp)).await {
+    let log_tail = match pods.logs(&name, &lp).await {
         Ok(l) => l,
         Err(e) => format!("Unable to fetch logs: {e}"),
     };
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
     let selector = format!("involvedObject.name={name}");
     let lp = ListParams::default().fields(&selector);
-    let events = match retry_with(policy, || events.list(&lp)).await {
+    let events = match events.list(&lp).await {
         Ok(list) => {
             let mut items = list.items;
             items.sort_by_key(event_time);

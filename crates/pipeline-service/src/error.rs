@@ -10,6 +10,50 @@ use std::fmt;
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A Kubernetes operation the service performs, named in [`Error::Kube`]'s message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `GET` of one object.
+    Read,
+    /// `GET` of a collection by label selector.
+    List,
+    /// `POST`: a run, its Secret, kept diagnostics.
+    Create,
+    /// Server-side apply of a deployed object.
+    Apply,
+    /// Merge patch of some fields (suspend, a run Secret's owner, the stored definition).
+    Patch,
+    /// `DELETE`.
+    Delete,
+    /// Reading a container's log.
+    ReadLog,
+}
+
+impl Op {
+    /// The verb, as the message says it.
+    #[must_use]
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::List => "list",
+            Self::Create => "create",
+            Self::Apply => "apply",
+            Self::Patch => "patch",
+            Self::Delete => "delete",
+            Self::ReadLog => "read the log of",
+        }
+    }
+
+    /// `<verb> <kind>`, the kind in the plural for a list: `create Job`, `list Pods`.
+    #[must_use]
+    pub fn on(self, kind: &str) -> String {
+        match self {
+            Self::List => format!("list {kind}s"),
+            _ => format!("{} {kind}", self.verb()),
+        }
+    }
+}
+
 /// One problem with caller input, naming the field.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
@@ -47,12 +91,14 @@ pub enum Error {
         /// What was looked for, e.g. `pipeline 'mysql'`.
         what: String,
     },
-    /// A call to the Kubernetes API failed (after retries, for transient errors).
-    #[error("failed to {op} '{resource}' in namespace '{namespace}': {}", describe(.source))]
+    /// A call to the Kubernetes API failed (after retries, for transient failures).
+    #[error("failed to {} '{resource}' in namespace '{namespace}': {}", .op.on(.kind), describe(.source))]
     Kube {
-        /// The operation, e.g. `create Job`.
-        op: String,
-        /// The object or collection it was about.
+        /// What was being done.
+        op: Op,
+        /// The kind of object, e.g. `Job`.
+        kind: &'static str,
+        /// The object, or the label selector of a list.
         resource: String,
         /// The namespace.
         namespace: String,
@@ -136,15 +182,17 @@ pub fn hint(code: u16) -> &'static str {
 }
 
 impl Error {
-    /// A Kubernetes error on `resource` while doing `op`.
+    /// A Kubernetes error on `resource`, of kind `kind`, while doing `op`.
     pub fn kube(
-        op: impl Into<String>,
+        op: Op,
+        kind: &'static str,
         resource: impl Into<String>,
         namespace: &str,
         source: kube::Error,
     ) -> Self {
         Self::Kube {
-            op: op.into(),
+            op,
+            kind,
             resource: resource.into(),
             namespace: namespace.to_owned(),
             source: Box::new(source),
@@ -169,7 +217,8 @@ impl Error {
         }
     }
 
-    /// A short, fixed category for metric labels.
+    /// A short, fixed category: the `category` label of `pipelines_http_errors` (see
+    /// [`crate::metrics`]), so failures can be counted without naming pipelines.
     #[must_use]
     pub fn category(&self) -> &'static str {
         match self {
@@ -212,7 +261,8 @@ mod tests {
     #[test]
     fn kube_errors_say_what_where_and_what_to_check() {
         let e = Error::kube(
-            "create Job",
+            Op::Create,
+            "Job",
             "om-job-a-1234",
             "pipelines",
             api(403, "jobs is forbidden"),
@@ -225,6 +275,29 @@ mod tests {
         );
         assert_eq!(e.api_code(), Some(403));
         assert!(e.hint().unwrap().contains("Role/RoleBinding"));
+    }
+
+    #[test]
+    fn a_failed_list_names_the_kind_in_the_plural_and_the_selector() {
+        let e = Error::kube(
+            Op::List,
+            "OMJob",
+            "app.kubernetes.io/pipeline=a",
+            "pipelines",
+            api(500, "etcd timeout"),
+        );
+        assert!(
+            e.to_string().starts_with(
+                "failed to list OMJobs 'app.kubernetes.io/pipeline=a' in namespace 'pipelines': HTTP 500 - etcd timeout."
+            ),
+            "{e}"
+        );
+        assert_eq!(e.category(), "kubernetes");
+        let e = Error::kube(Op::ReadLog, "Pod", "p", "ns", api(404, "gone"));
+        assert!(
+            e.to_string().starts_with("failed to read the log of Pod 'p'"),
+            "{e}"
+        );
     }
 
     #[test]

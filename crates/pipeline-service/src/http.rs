@@ -60,7 +60,12 @@ pub struct ErrorBody {
 
 /// An [`Error`] or another failure, as an HTTP response.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, ErrorBody);
+pub struct ApiError(StatusCode, ErrorBody, Option<ErrorCategory>);
+
+/// The [`Error::category`] of a failed operation, carried in the response's extensions from the
+/// handler to the metrics middleware.
+#[derive(Clone, Copy, Debug)]
+struct ErrorCategory(&'static str);
 
 impl ApiError {
     fn new(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> Self {
@@ -74,6 +79,7 @@ impl ApiError {
                 error: message,
                 hint: None,
             },
+            None,
         )
     }
 }
@@ -105,13 +111,18 @@ impl From<Error> for ApiError {
                 fields,
                 hint: e.hint().map(str::to_owned),
             },
+            Some(ErrorCategory(e.category())),
         )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
+        let mut response = (self.0, Json(self.1)).into_response();
+        if let Some(category) = self.2 {
+            response.extensions_mut().insert(category);
+        }
+        response
     }
 }
 
@@ -335,6 +346,9 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
+    if let Some(ErrorCategory(category)) = response.extensions().get::<ErrorCategory>() {
+        s.metrics.observe_error(&route, category);
+    }
     response
 }
 

@@ -9,12 +9,12 @@
 //! | [`names`] | the one naming function: resource names with hashed truncation, labels |
 //! | [`render`] | the workflow config as the ingestion scripts read it: credentials, FQN, run id |
 //! | [`build`] | the objects of each mode (Job/CronJob or OMJob/CronOMJob, ConfigMap, Secrets) |
-//! | [`client`] | the operations |
+//! | [`client`] | the operations, one `Workloads` implementation per mode chosen once, writes by server-side apply |
 //! | [`runs`] | run state from Jobs/OMJobs and pods |
 //! | [`diagnostics`] | a failed run's pod description, log tail and events |
 //! | [`logs`] | log paging with bounded memory |
-//! | [`retry`] | retries of transient API errors |
-//! | [`error`] | errors with the reference's hints |
+//! | [`retry`] | the client layer that retries transient API failures, for every request |
+//! | [`error`] | errors naming the operation ([`error::Op`]) and the object, with the reference's hints |
 //! | [`http`] | the HTTP API (axum), with auth, metrics and an OpenAPI document |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`cli`] | the command line |

@@ -1,7 +1,15 @@
-//! The service's Prometheus metrics (prometheus-client, one registry, prefix `pipelines`).
+//! The service's Prometheus metrics (prometheus-client, one registry, prefix `pipelines`):
 //!
-//! Labels are bounded: the matched route template (never the pipeline name), the method, the
-//! status class and, for operations, the error category.
+//! | Metric | Labels |
+//! |---|---|
+//! | `pipelines_http_requests_total` | `route`, `method`, `status` (the code, e.g. `404`) |
+//! | `pipelines_http_request_duration_seconds` | `route` |
+//! | `pipelines_http_errors_total` | `route`, `category` ([`crate::error::Error::category`]: `invalid`, `not_found`, `kubernetes`, ...) |
+//!
+//! Every label is bounded: `route` is the matched route template (`/api/v1/pipelines/{name}`,
+//! never the pipeline name; `unmatched` otherwise), `method` the HTTP method, `status` one of the
+//! codes the API answers with, and `category` one of nine fixed words. Errors answered before an
+//! operation runs (401, a bad name or body) count in the requests only.
 
 use std::{fmt, sync::Mutex};
 
@@ -30,11 +38,18 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ErrorLabels {
+    route: String,
+    category: &'static str,
+}
+
 /// The metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    errors: Family<ErrorLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -67,10 +82,17 @@ impl Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "http_errors",
+            "Failed operations by route and error category",
+            errors.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
+            errors,
         }
     }
 
@@ -88,6 +110,16 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// Records one failed operation of `route`, by its error category.
+    pub fn observe_error(&self, route: &str, category: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                route: route.to_owned(),
+                category,
+            })
+            .inc();
     }
 
     /// The OpenMetrics text.

@@ -15,7 +15,7 @@ use omjob_api::labels::{
 
 /// Longest Kubernetes object name this service creates (a DNS-1123 label, so that names are also
 /// usable as label values).
-pub const MAX_NAME_LENGTH: usize = 63;
+pub const MAX_NAME_LENGTH: usize = omjob_api::grammar::DNS_LABEL_MAX;
 /// Used when nothing of the pipeline name is left after shortening.
 const FALLBACK: &str = "p";
 /// Characters of the run id kept in a run's name, as upstream.

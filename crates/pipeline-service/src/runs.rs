@@ -6,7 +6,11 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::Time,
 };
 use kube::ResourceExt as _;
-use omjob_api::{OMJob, Phase, labels::LABEL_APP_RUN_ID};
+use omjob_api::{
+    OMJob, Phase,
+    labels::LABEL_APP_RUN_ID,
+    termination::{self, Termination},
+};
 use serde::Serialize;
 
 use crate::diagnostics::Diagnostics;
@@ -82,26 +86,32 @@ fn ts(t: Option<&Time>) -> Option<String> {
     t.map(|t| t.0.to_string())
 }
 
-/// How a pod's main container ended, as a failure reason, if it failed.
+/// Why a finished pod failed, as a run's reason and message, if it failed: the termination
+/// reason by the wire contract's rule ([`termination::finished`], the operator's for OMJob pods),
+/// so a Job's run and an OMJob's run report one pod ending alike. `None` while the pod has not
+/// finished, and when it completed.
+///
+/// The message keeps what the reason folds away: the exit code, and the kubelet's own reason
+/// when it is more specific than `Error` (`StartError`, `ContainerCannotRun`...); for an eviction,
+/// the pod's message.
 #[must_use]
 pub fn pod_failure(pod: &Pod) -> Option<(String, Option<String>)> {
-    let status = pod.status.as_ref()?;
-    if status.reason.as_deref() == Some("Evicted") {
-        return Some(("Evicted".into(), status.message.clone()));
-    }
-    let term = status
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find_map(|c| c.state.as_ref()?.terminated.as_ref())?;
-    if term.exit_code == 0 {
-        return None;
-    }
-    let reason = term.reason.clone().unwrap_or_else(|| "Error".into());
-    Some((
-        reason,
-        Some(format!("main container exited with code {}", term.exit_code)),
-    ))
+    let finished = termination::finished(pod)?;
+    let pod_message = pod.status.as_ref().and_then(|s| s.message.clone());
+    let message = match (finished.termination, finished.exit_code) {
+        (Termination::Completed, _) => return None,
+        (Termination::Evicted, _) | (_, None) => pod_message,
+        (t, Some(code)) => {
+            let kubelet = termination::first_terminated(pod)
+                .and_then(|c| c.reason.as_deref())
+                .filter(|r| *r != t.as_str() && *r != Termination::Error.as_str());
+            Some(match kubelet {
+                Some(r) => format!("main container exited with code {code} ({r})"),
+                None => format!("main container exited with code {code}"),
+            })
+        }
+    };
+    Some((finished.termination.as_str().to_owned(), message))
 }
 
 /// The run a Job stands for; `pods` are all of the pipeline's pods (those of this Job are
@@ -264,6 +274,54 @@ mod tests {
         assert_eq!(deadline.reason.as_deref(), Some("DeadlineExceeded"));
         let gone = from_job(&failed("BackoffLimitExceeded"), &[]);
         assert_eq!(gone.reason.as_deref(), Some("BackoffLimitExceeded"));
+    }
+
+    #[test]
+    fn a_failed_pod_is_judged_by_the_operators_rule() {
+        let with_reason = |mut p: Pod, reason: &str, message: &str| {
+            let status = p.status.as_mut().unwrap();
+            status.reason = Some(reason.into());
+            status.message = Some(message.into());
+            p
+        };
+        assert_eq!(
+            pod_failure(&pod("Failed", Some((137, "OOMKilled")))),
+            Some((
+                "OOMKilled".into(),
+                Some("main container exited with code 137".into())
+            ))
+        );
+        assert_eq!(
+            pod_failure(&pod("Failed", Some((128, "StartError")))),
+            Some((
+                "Error".into(),
+                Some("main container exited with code 128 (StartError)".into())
+            )),
+            "the reason is the contract's, the kubelet's detail stays in the message"
+        );
+        assert_eq!(
+            pod_failure(&with_reason(
+                pod("Failed", Some((137, "Error"))),
+                "Preempted",
+                "preempted by p"
+            )),
+            Some(("Evicted".into(), Some("preempted by p".into())))
+        );
+        assert_eq!(
+            pod_failure(&with_reason(pod("Failed", None), "Evicted", "low on memory")),
+            Some(("Evicted".into(), Some("low on memory".into())))
+        );
+        assert_eq!(
+            pod_failure(&pod("Failed", Some((0, "Completed")))).map(|f| f.0),
+            Some("Error".into()),
+            "a failed pod failed, whatever its container's exit code"
+        );
+        assert_eq!(pod_failure(&pod("Succeeded", Some((0, "Completed")))), None);
+        assert_eq!(
+            pod_failure(&pod("Running", Some((1, "Error")))),
+            None,
+            "not finished yet"
+        );
     }
 
     #[test]

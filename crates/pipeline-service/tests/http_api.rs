@@ -258,5 +258,12 @@ async fn every_operation_works_over_http_and_bad_input_gets_a_4xx_naming_the_fie
         ),
         "{text}"
     );
+    // A failed operation is counted by its error category (the GET of a deleted pipeline).
+    assert!(
+        text.contains(
+            "pipelines_http_errors_total{route=\"/api/v1/pipelines/{name}\",category=\"not_found\"}"
+        ),
+        "{text}"
+    );
     assert!(!text.contains("p1"), "{text}");
 }

@@ -198,6 +198,15 @@ async fn a_scheduled_pipeline_is_a_cronomjob_that_toggles_and_delete_removes_its
     assert_eq!(cron.spec.schedule, "0 * * * *");
     assert_eq!(cron.spec.time_zone.as_deref(), Some("Europe/Paris"));
     assert_eq!(cron.spec.suspend, Some(false));
+    // Applied with upstream's fields, then the additive deadline merge-patched: our CRD keeps it.
+    assert_eq!(cron.spec.om_job_spec.active_deadline_seconds, Some(7200));
+    assert!(
+        cron.managed_fields().iter().any(|m| m.manager.as_deref()
+            == Some(pipeline_service::client::FIELD_MANAGER)
+            && m.operation.as_deref() == Some("Apply")),
+        "{:?}",
+        cron.managed_fields()
+    );
     assert!(!cron.labels().contains_key("app.kubernetes.io/run-id"));
     assert!(!serde_json::to_string(&cron).unwrap().contains("cron-secret-1"));
     let value = serde_json::to_value(&cron.spec.om_job_spec).unwrap();

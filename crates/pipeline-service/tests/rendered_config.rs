@@ -333,7 +333,7 @@ fn assert_logs_are_clean(cli: &Cli) {
 async fn standard_mode_pods_read_fqn_run_id_and_credentials_from_config_and_nothing_else_holds_them() {
     let w = world("ps-cfg-std", json!({})).await;
     // The OMJob CRDs, so that the search lists OMJobs and CronOMJobs too (there are none).
-    common::cluster_setup(&w.admin).await;
+    common::cluster_setup(&w.admin, omjob_api::crds::all()).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("records.jsonl");
     let mut cli = Cli::new(&w, dir.path(), &out, json!({})).await;

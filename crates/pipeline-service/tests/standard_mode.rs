@@ -415,7 +415,8 @@ async fn a_deploy_the_api_server_rejects_is_rolled_back() {
     let err = w.client.deploy(definition(def), Some("rb")).await.unwrap_err();
     let text = err.to_string();
     assert_eq!(err.api_code(), Some(422), "{text}");
-    assert!(text.contains("create CronJob 'om-cronjob-rb'"), "{text}");
+    // Written by server-side apply, which created it here (HTTP 201): the rollback deletes it all.
+    assert!(text.contains("failed to apply CronJob 'om-cronjob-rb'"), "{text}");
     assert!(
         text.contains("rolled back: Secret/om-secret-rb, ConfigMap/om-config-rb"),
         "{text}"
@@ -465,4 +466,57 @@ async fn status_finds_every_permission_under_the_documented_role() {
     let err = other.run("x").await.unwrap_err();
     assert_eq!(err.api_code(), Some(403), "{err}");
     assert!(err.to_string().contains("lacks permissions"), "{err}");
+}
+
+/// Whether `meta` records a server-side apply by the service.
+fn applied_by_the_service(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(pipeline_service::client::FIELD_MANAGER)
+            && m.operation.as_deref() == Some("Apply")
+    })
+}
+
+#[tokio::test]
+async fn a_redeploy_is_applied_and_drops_what_the_new_definition_leaves_out() {
+    let w = world("ps-std-apply", json!({})).await;
+    let first = json!({"pipelineType": "metadata", "schedule": "@daily", "timeZone": "Asia/Kolkata",
+                       "enabled": true, "workflowConfig": "a: 1", "credentials": {"A": "a-1", "B": "b-1"},
+                       "overrides": {"nodeSelector": {"pool": "ingest"}}});
+    w.client.deploy(definition(first), Some("ssa")).await.unwrap();
+    let secret = w.ns.api::<Secret>().get("om-secret-ssa").await.unwrap();
+    let cm = w.ns.api::<ConfigMap>().get("om-config-ssa").await.unwrap();
+    let cj = cron_jobs(&w).get("om-cronjob-ssa").await.unwrap();
+    for (what, meta) in [
+        ("Secret", &secret.metadata),
+        ("ConfigMap", &cm.metadata),
+        ("CronJob", &cj.metadata),
+    ] {
+        assert!(applied_by_the_service(meta), "{what}: {:?}", meta.managed_fields);
+    }
+    // Toggled by merge patch; the next deploy's forced apply takes `suspend` back.
+    w.client.set_enabled("ssa", false).await.unwrap();
+    let second = json!({"pipelineType": "metadata", "schedule": "@hourly", "enabled": true,
+                        "workflowConfig": "a: 2", "credentials": {"A": "a-2"}});
+    let deployed = w.client.deploy(definition(second), Some("ssa")).await.unwrap();
+    assert_eq!(
+        deployed.resources,
+        [
+            "ConfigMap/om-config-ssa",
+            "Secret/om-secret-ssa",
+            "CronJob/om-cronjob-ssa"
+        ]
+    );
+    let secret = w.ns.api::<Secret>().get("om-secret-ssa").await.unwrap();
+    let data = secret.data.unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["A", "config"], "B is gone");
+    assert_eq!(data["A"].0, b"a-2");
+    let cj = cron_jobs(&w).get("om-cronjob-ssa").await.unwrap();
+    let spec = &cj.data["spec"];
+    assert_eq!(spec["schedule"], "0 * * * *");
+    assert!(spec.get("timeZone").is_none(), "{spec}");
+    assert_eq!(spec["suspend"], false);
+    let pod = &spec["jobTemplate"]["spec"]["template"]["spec"];
+    assert!(pod["nodeSelector"].get("pool").is_none(), "{pod}");
+    assert!(w.client.get("ssa").await.unwrap().enabled);
+    w.client.delete("ssa").await.unwrap();
 }

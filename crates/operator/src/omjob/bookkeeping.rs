@@ -13,6 +13,7 @@
 //! exit pod is attempt 1, and the outcome follows `mainPodExitCode` as Java's `pipelineStatus`
 //! did.
 
+use omjob_api::Termination;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -116,9 +117,9 @@ pub fn hydrate(omjob: &mut OMJob) -> bool {
         if status.reason.is_none() {
             status.reason = Some(
                 if status.main_pod_exit_code == Some(0) {
-                    "Completed"
+                    Termination::Completed.as_str()
                 } else {
-                    "Error"
+                    Termination::Error.as_str()
                 }
                 .to_owned(),
             );
@@ -163,10 +164,10 @@ pub fn adopt_from_exit_pod(omjob: &mut OMJob, exit: &Pod) {
         return;
     };
     if given == omjob_api::env::PIPELINE_STATUS_SUCCESS {
-        status.reason = Some("Completed".to_owned());
+        status.reason = Some(Termination::Completed.as_str().to_owned());
         status.main_pod_exit_code.get_or_insert(0);
-    } else if status.reason.as_deref() == Some("Completed") {
-        status.reason = Some("Error".to_owned());
+    } else if status.reason.as_deref() == Some(Termination::Completed.as_str()) {
+        status.reason = Some(Termination::Error.as_str().to_owned());
     }
 }
 

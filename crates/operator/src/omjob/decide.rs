@@ -138,15 +138,11 @@ pub struct Decision {
     pub events: Vec<EventNote>,
 }
 
-/// The deterministic name of exit-handler attempt `attempt` (1-based). Attempt 1 keeps the Java
-/// operator's `<omjob>-exit`.
+/// The deterministic name of exit-handler attempt `attempt` (1-based): the wire contract's
+/// [`names::exit_attempt_pod_name`], kept here for the operator's call sites.
 #[must_use]
 pub fn exit_pod_name(omjob: &str, attempt: i32) -> String {
-    if attempt <= 1 {
-        names::exit_pod_name(omjob)
-    } else {
-        format!("{}-{attempt}", names::exit_pod_name(omjob))
-    }
+    names::exit_attempt_pod_name(omjob, attempt)
 }
 
 /// The OMJob's finalizer.

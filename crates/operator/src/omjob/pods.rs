@@ -9,9 +9,9 @@ use omjob_api::{OMJob, PodTemplate, env, labels, pod_template::EnvVar};
 use serde_json::{Value, json};
 
 /// Env var (additive) with the main container's exit code, or `unknown`.
-pub const ENV_MAIN_EXIT_CODE: &str = "mainPodExitCode";
+pub const ENV_MAIN_EXIT_CODE: &str = env::MAIN_POD_EXIT_CODE;
 /// Env var (additive) with the main stage's termination reason (`Completed`, `OOMKilled`...).
-pub const ENV_TERMINATION_REASON: &str = "mainPodTerminationReason";
+pub const ENV_TERMINATION_REASON: &str = env::MAIN_POD_TERMINATION_REASON;
 
 /// Which stage a pod runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,14 +90,10 @@ fn run_id(omjob: &OMJob) -> String {
 }
 
 /// The `pipelineStatus` the exit handler is given: `success` only for a main stage that
-/// completed with exit code 0.
+/// completed with exit code 0 ([`omjob_api::termination::pipeline_status`]).
 #[must_use]
 pub fn pipeline_status(o: &MainOutcome) -> &'static str {
-    if o.exit_code == Some(0) && o.reason == "Completed" {
-        env::PIPELINE_STATUS_SUCCESS
-    } else {
-        env::PIPELINE_STATUS_FAILED
-    }
+    omjob_api::termination::pipeline_status(&o.reason, o.exit_code)
 }
 
 /// The container env: template entries with empty `valueFrom` sources kept as plain variables
@@ -231,6 +227,8 @@ pub fn build(
 
 #[cfg(test)]
 mod tests {
+    use omjob_api::Termination;
+
     use super::*;
 
     fn omjob() -> OMJob {
@@ -295,7 +293,7 @@ mod tests {
         ]);
         let outcome = MainOutcome {
             exit_code: Some(0),
-            reason: "Completed".into(),
+            reason: Termination::Completed.as_str().into(),
         };
         let main = build(&o, &o.spec.main_pod_spec, PodKind::Main, "m", None).unwrap();
         let t = o.spec.exit_handler_spec.clone().unwrap();
@@ -323,7 +321,7 @@ mod tests {
         let t = o.spec.exit_handler_spec.clone().unwrap();
         let failed = MainOutcome {
             exit_code: Some(137),
-            reason: "OOMKilled".into(),
+            reason: Termination::OomKilled.as_str().into(),
         };
         let env = container_env(&o, &t, Some(&failed));
         let get = |n: &str| {
@@ -341,7 +339,7 @@ mod tests {
         assert_eq!(get(ENV_TERMINATION_REASON), ["OOMKilled"]);
         let ok = MainOutcome {
             exit_code: Some(0),
-            reason: "Completed".into(),
+            reason: Termination::Completed.as_str().into(),
         };
         assert_eq!(
             container_env(&o, &t, Some(&ok))
@@ -354,7 +352,7 @@ mod tests {
         );
         let unknown = MainOutcome {
             exit_code: None,
-            reason: "PodDeleted".into(),
+            reason: Termination::PodDeleted.as_str().into(),
         };
         let env = container_env(&o, &t, Some(&unknown));
         assert_eq!(

@@ -1,27 +1,30 @@
-//! Deploy (validated first, rolled back on failure), enable/disable and delete.
+//! Deploy (validated first, applied, rolled back on failure), enable/disable and delete.
 
-use k8s_openapi::api::{
-    batch::v1::Job,
-    core::v1::{ConfigMap, Secret},
-};
-use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use omjob_api::{CronOMJob, OMJob};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use serde_json::json;
 
-use super::{Deployed, Outcome, PipelineClient, kind_name};
+use super::{Deployed, Outcome, PipelineClient, cluster::KubeResult};
 use crate::{
     build::{Builder, DEFINITION_KEY},
-    config::Mode,
-    error::{Error, Result, is_not_found},
+    error::{Error, Op, Result, is_not_found},
     names::PipelineNames,
     pipeline::PipelineDefinition,
 };
 
+/// An object a deploy writes, and whether this deploy created it (for the rollback).
+struct Written {
+    kind: &'static str,
+    resource: ApiResource,
+    name: String,
+    created: bool,
+}
+
 impl PipelineClient {
     /// Deploys `def`: ConfigMap (the stored definition), Secret (the credentials and the rendered
-    /// workflow config) and, when scheduled, the CronJob/CronOMJob (deleted when not). Input is
-    /// validated first and every object built before the first write; a failure after that
-    /// deletes what this call created.
+    /// workflow config) and, when scheduled, the CronJob/CronOMJob (deleted when not), each by
+    /// server-side apply. Input is validated first and every object built before the first
+    /// write; a failure after that deletes what this call created.
     ///
     /// # Errors
     /// [`Error::Invalid`] for bad input (nothing written), [`Error::RolledBack`] otherwise.
@@ -33,50 +36,63 @@ impl PipelineClient {
         // Build everything before the first write, so a build error writes nothing.
         let config_map = b.config_map()?;
         let secret = b.secret()?;
-        let cron_job = cron.as_ref().map(|c| b.cron_job(c));
-        let cron_omjob = match (&cron, self.config.mode) {
-            (Some(c), Mode::Operator) => Some(b.cron_omjob(c)?),
-            _ => None,
-        };
-        let mut created: Vec<(String, String)> = Vec::new();
-        let mut written = Vec::new();
+        let schedule = cron
+            .as_deref()
+            .map(|c| self.workloads.build_schedule(&b, c))
+            .transpose()?;
+        let mut written: Vec<Written> = Vec::new();
         let result: Result<()> = async {
-            let cm_name = names.config_map();
-            if self
-                .upsert(&self.api::<ConfigMap>(), "ConfigMap", config_map)
-                .await?
-            {
-                created.push(("ConfigMap".into(), cm_name.clone()));
-            }
-            written.push(format!("ConfigMap/{cm_name}"));
-            if self.upsert(&self.api::<Secret>(), "Secret", secret).await? {
-                created.push(("Secret".into(), names.secret()));
-            }
-            written.push(format!("Secret/{}", names.secret()));
-            match self.config.mode {
-                Mode::Standard => match cron_job {
-                    Some(v) => {
-                        let obj: DynamicObject =
-                            serde_json::from_value(v).map_err(|source| Error::Build {
-                                what: "CronJob".into(),
-                                source,
-                            })?;
-                        if self.upsert(&self.cron_jobs(), "CronJob", obj).await? {
-                            created.push(("CronJob".into(), names.cron_job()));
-                        }
-                        written.push(format!("CronJob/{}", names.cron_job()));
+            let cm = (names.config_map(), ApiResource::erase::<ConfigMap>(&()));
+            let created = self
+                .cluster
+                .apply(&(), &config_map)
+                .await
+                .map_err(self.cluster.err(Op::Apply, "ConfigMap", &cm.0))?;
+            written.push(Written {
+                kind: "ConfigMap",
+                resource: cm.1,
+                name: cm.0,
+                created,
+            });
+            let name = names.secret();
+            let created = self.cluster.apply(&(), &secret).await.map_err(self.cluster.err(
+                Op::Apply,
+                "Secret",
+                &name,
+            ))?;
+            written.push(Written {
+                kind: "Secret",
+                resource: ApiResource::erase::<Secret>(&()),
+                name,
+                created,
+            });
+            let kind = self.workloads.schedules();
+            let name = self.workloads.schedule_name(&names);
+            match &schedule {
+                Some(s) => {
+                    let created = self
+                        .cluster
+                        .apply(&kind.resource, &s.object)
+                        .await
+                        .map_err(self.cluster.err(Op::Apply, kind.name, &name))?;
+                    written.push(Written {
+                        kind: kind.name,
+                        resource: kind.resource.clone(),
+                        name: name.clone(),
+                        created,
+                    });
+                    if let Some(additive) = &s.additive {
+                        self.cluster
+                            .merge(&self.cluster.dynamic(&kind.resource), &name, additive)
+                            .await
+                            .map_err(self.cluster.err(Op::Patch, kind.name, &name))?;
                     }
-                    None => self.delete_cron(&names).await?,
-                },
-                Mode::Operator => match cron_omjob {
-                    Some(obj) => {
-                        if self.upsert(&self.api::<CronOMJob>(), "CronOMJob", obj).await? {
-                            created.push(("CronOMJob".into(), names.cron_omjob()));
-                        }
-                        written.push(format!("CronOMJob/{}", names.cron_omjob()));
-                    }
-                    None => self.delete_cron(&names).await?,
-                },
+                }
+                None => self
+                    .cluster
+                    .delete_if_present(&self.cluster.dynamic(&kind.resource), &name)
+                    .await
+                    .map_err(self.cluster.err(Op::Delete, kind.name, &name))?,
             }
             Ok(())
         }
@@ -86,22 +102,20 @@ impl PipelineClient {
                 tracing::info!(pipeline = %def.name, scheduled = cron.is_some(), "deployed");
                 Ok(Deployed {
                     pipeline: def.name.clone(),
-                    resources: written,
+                    resources: written.iter().map(|w| format!("{}/{}", w.kind, w.name)).collect(),
                     scheduled: cron.is_some(),
                 })
             }
             Err(e) => {
                 let mut rolled_back = Vec::new();
-                for (kind, name) in created.iter().rev() {
-                    let dp = DeleteParams::default();
-                    let done = match kind.as_str() {
-                        "ConfigMap" => self.api::<ConfigMap>().delete(name, &dp).await.map(|_| ()),
-                        "Secret" => self.api::<Secret>().delete(name, &dp).await.map(|_| ()),
-                        "CronJob" => self.cron_jobs().delete(name, &dp).await.map(|_| ()),
-                        _ => self.api::<CronOMJob>().delete(name, &dp).await.map(|_| ()),
-                    };
-                    if done.is_ok() {
-                        rolled_back.push(format!("{kind}/{name}"));
+                for w in written.iter().rev().filter(|w| w.created) {
+                    if self
+                        .cluster
+                        .delete(&self.cluster.dynamic(&w.resource), &w.name)
+                        .await
+                        .is_ok()
+                    {
+                        rolled_back.push(format!("{}/{}", w.kind, w.name));
                     }
                 }
                 tracing::warn!(pipeline = %def.name, error = %e, ?rolled_back, "deploy failed");
@@ -113,65 +127,26 @@ impl PipelineClient {
         }
     }
 
-    /// Deletes the pipeline's schedule object of the current mode (absent is fine).
-    pub(super) async fn delete_cron(&self, names: &PipelineNames) -> Result<()> {
-        let (kind, name, result) = self.delete_schedule_object(names).await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(Error::kube(format!("delete {kind}"), name, self.ns(), e)),
-        }
-    }
-
-    /// Deletes the schedule object of the current mode; returns its kind, name and the outcome.
-    async fn delete_schedule_object(
-        &self,
-        names: &PipelineNames,
-    ) -> (&'static str, String, std::result::Result<(), kube::Error>) {
-        match self.config.mode {
-            Mode::Standard => {
-                let n = names.cron_job();
-                let r = self.delete_via(&self.cron_jobs(), &n).await;
-                ("CronJob", n, r)
-            }
-            Mode::Operator => {
-                let n = names.cron_omjob();
-                let r = self.delete_via(&self.api::<CronOMJob>(), &n).await;
-                ("CronOMJob", n, r)
-            }
-        }
-    }
-
     /// Enables or disables the schedule (`suspend`); an on-demand pipeline is left as it is.
+    ///
+    /// A merge patch, not an apply: an apply of `suspend` alone under the deploy's field manager
+    /// would tell the API server that the service no longer wants the schedule's other fields.
+    /// The next deploy's forced apply takes `suspend` back with the definition's `enabled`,
+    /// which this keeps in step.
     ///
     /// # Errors
     /// [`Error::NotFound`] when the pipeline is not deployed; API errors.
     pub async fn set_enabled(&self, pipeline: &str, enabled: bool) -> Result<Outcome> {
         let mut def = self.get(pipeline).await?;
         let names = PipelineNames::new(pipeline);
-        let patch = Patch::Merge(json!({"spec": {"suspend": !enabled}}));
-        let pp = PatchParams::default();
-        let (kind, name, result) = match self.config.mode {
-            Mode::Standard => {
-                let n = names.cron_job();
-                let r = {
-                    let api = self.cron_jobs();
-                    self.retry(|| api.patch(&n, &pp, &patch)).await
-                }
-                .map(|_| ());
-                ("CronJob", n, r)
-            }
-            Mode::Operator => {
-                let n = names.cron_omjob();
-                let r = {
-                    let api = self.api::<CronOMJob>();
-                    self.retry(|| api.patch(&n, &pp, &patch)).await
-                }
-                .map(|_| ());
-                ("CronOMJob", n, r)
-            }
-        };
-        match result {
+        let kind = self.workloads.schedules();
+        let name = self.workloads.schedule_name(&names);
+        let patch = json!({"spec": {"suspend": !enabled}});
+        match self
+            .cluster
+            .merge(&self.cluster.dynamic(&kind.resource), &name, &patch)
+            .await
+        {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => {
                 return Ok(Outcome {
@@ -180,18 +155,20 @@ impl PipelineClient {
                     enabled: None,
                 });
             }
-            Err(e) => return Err(Error::kube(format!("update {kind}"), &name, self.ns(), e)),
+            Err(e) => return Err(Error::kube(Op::Patch, kind.name, &name, self.ns(), e)),
         }
         // Keep the stored definition in step, so a read shows the state.
         def.enabled = enabled;
         if let Ok(text) = serde_json::to_string(&def) {
             let cm = names.config_map();
-            let patch = Patch::Merge(json!({"data": {DEFINITION_KEY: text}}));
-            {
-                let api = self.api::<ConfigMap>();
-                self.retry(|| api.patch(&cm, &pp, &patch)).await
-            }
-            .map_err(self.kube_err("update ConfigMap", &cm))?;
+            self.cluster
+                .merge(
+                    &self.cluster.api::<ConfigMap>(),
+                    &cm,
+                    &json!({"data": {DEFINITION_KEY: text}}),
+                )
+                .await
+                .map_err(self.cluster.err(Op::Patch, "ConfigMap", &cm))?;
         }
         Ok(Outcome {
             message: if enabled {
@@ -200,7 +177,7 @@ impl PipelineClient {
                 "Pipeline disabled"
             }
             .into(),
-            resources: vec![format!("{kind}/{name}")],
+            resources: vec![kind.show(&name)],
             enabled: Some(enabled),
         })
     }
@@ -214,48 +191,52 @@ impl PipelineClient {
     pub async fn delete(&self, pipeline: &str) -> Result<Outcome> {
         let names = PipelineNames::new(pipeline);
         let selector = names.selector();
-        let lp = ListParams::default().labels(&selector);
         let mut errors = Vec::new();
         let mut deleted = Vec::new();
-        let mut note = |what: String,
-                        r: std::result::Result<(), kube::Error>,
-                        op: &str,
-                        errors: &mut Vec<String>| match r {
-            Ok(()) => deleted.push(what),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => errors.push(Error::kube(op, &what, self.ns(), e).to_string()),
-        };
-        // Runs first: their pods go with them (background propagation).
-        let listed = match self.config.mode {
-            Mode::Standard => self.names_of::<Job>(&lp).await,
-            Mode::Operator => self.names_of::<OMJob>(&lp).await,
-        };
-        match listed {
-            Ok(list) => {
-                for n in list {
-                    let (what, r) = match self.config.mode {
-                        Mode::Standard => (
-                            kind_name::<Job>(&n),
-                            self.delete_via(&self.api::<Job>(), &n).await,
-                        ),
-                        Mode::Operator => (
-                            kind_name::<OMJob>(&n),
-                            self.delete_via(&self.api::<OMJob>(), &n).await,
-                        ),
-                    };
-                    note(what, r, "delete", &mut errors);
-                }
+        // Runs first: their pods go with them (background propagation). Listed as dynamic
+        // objects: only their names are needed, and one the typed decoder refuses still goes.
+        let runs = self.workloads.runs();
+        let api = self.cluster.dynamic(&runs.resource);
+        let run_names: Vec<String> = match api.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => list
+                .items
+                .iter()
+                .filter_map(|o: &DynamicObject| o.metadata.name.clone())
+                .collect(),
+            Err(e) => {
+                errors.push(Error::kube(Op::List, runs.name, &selector, self.ns(), e).to_string());
+                Vec::new()
             }
-            Err(e) => errors.push(Error::kube("list runs", &selector, self.ns(), e).to_string()),
+        };
+        let mut note = |kind: &'static str, name: &str, r: KubeResult<()>| match r {
+            Ok(()) => deleted.push(format!("{kind}/{name}")),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => errors.push(Error::kube(Op::Delete, kind, name, self.ns(), e).to_string()),
+        };
+        for n in &run_names {
+            note(runs.name, n, self.cluster.delete(&api, n).await);
         }
-        let (kind, n, r) = self.delete_schedule_object(&names).await;
-        note(format!("{kind}/{n}"), r, "delete", &mut errors);
+        let schedules = self.workloads.schedules();
+        let n = self.workloads.schedule_name(&names);
+        note(
+            schedules.name,
+            &n,
+            self.cluster
+                .delete(&self.cluster.dynamic(&schedules.resource), &n)
+                .await,
+        );
         let n = names.secret();
-        let r = self.delete_via(&self.api::<Secret>(), &n).await;
-        note(kind_name::<Secret>(&n), r, "delete", &mut errors);
+        note(
+            "Secret",
+            &n,
+            self.cluster.delete(&self.cluster.api::<Secret>(), &n).await,
+        );
         let n = names.config_map();
-        let r = self.delete_via(&self.api::<ConfigMap>(), &n).await;
-        note(kind_name::<ConfigMap>(&n), r, "delete", &mut errors);
+        note(
+            "ConfigMap",
+            &n,
+            self.cluster.delete(&self.cluster.api::<ConfigMap>(), &n).await,
+        );
         if !errors.is_empty() {
             return Err(Error::Partial(errors));
         }

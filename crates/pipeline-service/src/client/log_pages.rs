@@ -7,7 +7,7 @@ use omjob_api::labels::LABEL_POD_TYPE;
 use super::PipelineClient;
 use crate::{
     diagnostics::{self},
-    error::{Error, Result},
+    error::{Error, Op, Result},
     logs::{self, CHUNK_BYTES, Page, PageRequest},
     names::PipelineNames,
 };
@@ -30,7 +30,10 @@ impl PipelineClient {
         let PageRequest::Index(index) = request else {
             return Ok((task_key, Page::Invalid("Invalid pagination index".into())));
         };
-        let pods = self.pods(&PipelineNames::new(pipeline).selector()).await?;
+        let pods = self
+            .cluster
+            .pods(&PipelineNames::new(pipeline).selector())
+            .await?;
         let mains: Vec<&Pod> = pods
             .iter()
             .filter(|p| p.labels().get(LABEL_POD_TYPE).map(String::as_str) == Some("main"))
@@ -59,7 +62,8 @@ impl PipelineClient {
             container: container.clone(),
             ..LogParams::default()
         };
-        let pods_api = self.api::<Pod>();
+        let pods_api = self.cluster.api::<Pod>();
+        let log_err = |e| Error::kube(Op::ReadLog, "Pod", &name, self.ns(), e);
         let page = if finished {
             let key = format!(
                 "{}/{}",
@@ -69,13 +73,11 @@ impl PipelineClient {
             // One spooling at a time, so concurrent first requests read the log once.
             let spooling = self.spool.writer().await;
             if !self.spool.contains(&key).await {
-                let stream = self
-                    .retry(|| pods_api.log_stream(&name, &lp))
+                let stream = pods_api.log_stream(&name, &lp).await.map_err(log_err)?;
+                self.spool
+                    .store(&key, Box::pin(stream))
                     .await
-                    .map_err(self.kube_err("read log of Pod", &name))?;
-                self.spool.store(&key, Box::pin(stream)).await.map_err(|e| {
-                    Error::kube("read log of Pod", &name, self.ns(), kube::Error::ReadEvents(e))
-                })?;
+                    .map_err(|e| log_err(kube::Error::ReadEvents(e)))?;
             }
             drop(spooling);
             self.spool
@@ -84,13 +86,10 @@ impl PipelineClient {
                 .map_err(Error::Spool)?
                 .unwrap_or_else(|| Page::Message(format!("No logs available for pod: {name}")))
         } else {
-            let stream = self
-                .retry(|| pods_api.log_stream(&name, &lp))
-                .await
-                .map_err(self.kube_err("read log of Pod", &name))?;
+            let stream = pods_api.log_stream(&name, &lp).await.map_err(log_err)?;
             logs::page_from_stream(Box::pin(stream), index, CHUNK_BYTES)
                 .await
-                .map_err(|e| Error::kube("read log of Pod", &name, self.ns(), kube::Error::ReadEvents(e)))?
+                .map_err(|e| log_err(kube::Error::ReadEvents(e)))?
         };
         // An empty log is answered as the reference does, not as one empty page.
         let page = match page {

@@ -1,25 +1,23 @@
 //! Runs: start one, list them, one run's detail with diagnostics (kept past the pod's TTL), kill.
 
-use k8s_openapi::api::{
-    batch::v1::Job,
-    core::v1::{ConfigMap, Pod, Secret},
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
-    Api, Resource, ResourceExt as _,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    Api,
+    api::{DynamicObject, PostParams},
 };
-use omjob_api::OMJob;
-use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
-use super::{Outcome, PipelineClient, RunStarted, create_once, kind_name};
+use super::{
+    Outcome, PipelineClient, RunStarted,
+    cluster::create_once,
+    workloads::{Kind, owner_ref},
+};
 use crate::{
     build::{Builder, CONFIG_KEY},
-    config::Mode,
     diagnostics::{self, Diagnostics},
-    error::{Error, Result, is_not_found},
+    error::{Error, Op, Result, is_not_found},
     names::PipelineNames,
-    runs::{self, Run, RunState},
+    runs::{Run, RunState},
 };
 
 /// Key of the diagnostics in their ConfigMap.
@@ -29,13 +27,6 @@ pub const DIAGNOSTICS_KEY: &str = "diagnostics.json";
 #[must_use]
 pub fn diagnostics_config_map(run_resource: &str) -> String {
     crate::names::resource_name("om-diag-", run_resource, "")
-}
-
-/// A non-controller owner reference to `o` (no `blockOwnerDeletion`, which would need the
-/// owner's finalizers permission).
-fn owner_ref<K: Resource<DynamicType = ()>>(o: &K) -> serde_json::Value {
-    json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "name": o.name_any(),
-           "uid": o.meta().uid.clone().unwrap_or_default()})
 }
 
 impl PipelineClient {
@@ -54,23 +45,12 @@ impl PipelineClient {
         let name = b.names().run(&run_id);
         // Everything is built before the first write, so a build error writes nothing.
         let secret = b.run_secret(&run_id, &deployed)?;
-        let kind = match self.config.mode {
-            Mode::Standard => {
-                let job = b.job(&run_id)?;
-                self.start_run(&self.api::<Job>(), &job, &secret, &run_id).await?;
-                "Job"
-            }
-            Mode::Operator => {
-                let omjob = b.omjob(&run_id)?;
-                self.start_run(&self.api::<OMJob>(), &omjob, &secret, &run_id)
-                    .await?;
-                "OMJob"
-            }
-        };
+        let run = self.workloads.build_run(&b, &run_id)?;
+        self.start_run(&run, &name, &secret, &run_id).await?;
         tracing::info!(pipeline, run_id, resource = %name, "run started");
         Ok(RunStarted {
             run_id,
-            kind: kind.into(),
+            kind: self.workloads.runs().name.into(),
             resource: name,
         })
     }
@@ -78,10 +58,11 @@ impl PipelineClient {
     /// The rendered config in the pipeline's Secret `name`, which every on-demand run starts
     /// from.
     async fn deployed_config(&self, name: &str) -> Result<String> {
-        let api = self.api::<Secret>();
-        self.retry(|| api.get_opt(name))
+        self.cluster
+            .api::<Secret>()
+            .get_opt(name)
             .await
-            .map_err(self.kube_err("read Secret", name))?
+            .map_err(self.cluster.err(Op::Read, "Secret", name))?
             .and_then(|s| s.data)
             .and_then(|mut d| d.remove(CONFIG_KEY))
             .and_then(|bytes| String::from_utf8(bytes.0).ok())
@@ -92,48 +73,52 @@ impl PipelineClient {
             })
     }
 
-    /// Creates `secret`, then `run`, then makes the run the Secret's owner, so the garbage
-    /// collector deletes the Secret with the run (TTL, kill, delete). The Secret comes first
-    /// because the run's pods read it as soon as they start. A failure deletes what was created.
-    async fn start_run<K>(&self, api: &Api<K>, run: &K, secret: &Secret, run_id: &str) -> Result<()>
-    where
-        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-    {
-        let kind = K::kind(&()).into_owned();
-        let name = run.name_any();
-        let secrets = self.api::<Secret>();
-        create_once(&secrets, secret, run_id, &self.retry_policy)
+    /// Creates `secret`, then `run` (named `name`), then makes the run the Secret's owner, so the
+    /// garbage collector deletes the Secret with the run (TTL, kill, delete). The Secret comes
+    /// first because the run's pods read it as soon as they start. A failure deletes what was
+    /// created.
+    async fn start_run(&self, run: &DynamicObject, name: &str, secret: &Secret, run_id: &str) -> Result<()> {
+        let kind = self.workloads.runs();
+        let secrets = self.cluster.api::<Secret>();
+        create_once(&secrets, secret, run_id)
             .await
-            .map_err(self.kube_err("create Secret", &name))?;
-        let created = match create_once(api, run, run_id, &self.retry_policy).await {
+            .map_err(self.cluster.err(Op::Create, "Secret", name))?;
+        let runs = self.cluster.dynamic(&kind.resource);
+        let created = match create_once(&runs, run, run_id).await {
             Ok(created) => created,
             Err(e) => {
-                let e = Error::kube(format!("create {kind}"), &name, self.ns(), e);
-                return Err(self.roll_back_run(e, None::<(&Api<K>, &str)>, &name).await);
+                let e = Error::kube(Op::Create, kind.name, name, self.ns(), e);
+                return Err(self.roll_back_run(e, None, name).await);
             }
         };
-        let patch = Patch::Merge(json!({"metadata": {"ownerReferences": [owner_ref(&created)]}}));
-        let pp = PatchParams::default();
-        if let Err(e) = self.retry(|| secrets.patch(&name, &pp, &patch)).await {
-            let e = Error::kube("patch Secret", &name, self.ns(), e);
-            return Err(self.roll_back_run(e, Some((api, &kind)), &name).await);
+        let patch = json!({"metadata": {"ownerReferences": [owner_ref(&kind.resource, &created.metadata)]}});
+        if let Err(e) = self.cluster.merge(&secrets, name, &patch).await {
+            let e = Error::kube(Op::Patch, "Secret", name, self.ns(), e);
+            return Err(self.roll_back_run(e, Some((&runs, kind)), name).await);
         }
         Ok(())
     }
 
     /// Deletes run `name` (when it was created) and its Secret after `error`, and says so.
-    async fn roll_back_run<K>(&self, error: Error, run: Option<(&Api<K>, &str)>, name: &str) -> Error
-    where
-        K: Clone + DeserializeOwned + std::fmt::Debug,
-    {
+    async fn roll_back_run(
+        &self,
+        error: Error,
+        run: Option<(&Api<DynamicObject>, &Kind)>,
+        name: &str,
+    ) -> Error {
         let mut rolled_back = Vec::new();
         if let Some((api, kind)) = run
-            && self.delete_via(api, name).await.is_ok()
+            && self.cluster.delete(api, name).await.is_ok()
         {
-            rolled_back.push(format!("{kind}/{name}"));
+            rolled_back.push(kind.show(name));
         }
-        if self.delete_via(&self.api::<Secret>(), name).await.is_ok() {
-            rolled_back.push(kind_name::<Secret>(name));
+        if self
+            .cluster
+            .delete(&self.cluster.api::<Secret>(), name)
+            .await
+            .is_ok()
+        {
+            rolled_back.push(format!("Secret/{name}"));
         }
         tracing::warn!(run = name, error = %error, ?rolled_back, "run failed to start");
         Error::RolledBack {
@@ -142,65 +127,19 @@ impl PipelineClient {
         }
     }
 
-    pub(super) async fn pods(&self, selector: &str) -> Result<Vec<Pod>> {
-        let lp = ListParams::default().labels(selector);
-        Ok({
-            let api = self.api::<Pod>();
-            self.retry(|| api.list(&lp)).await
-        }
-        .map_err(self.kube_err("list Pods", selector))?
-        .items)
-    }
-
-    /// Names of the objects of kind `K` matching `lp`.
-    pub(super) async fn names_of<K>(&self, lp: &ListParams) -> std::result::Result<Vec<String>, kube::Error>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-    {
-        let api = self.api::<K>();
-        Ok(self
-            .retry(|| api.list(lp))
-            .await?
-            .items
-            .iter()
-            .map(|o| o.name_any())
-            .collect())
-    }
-
     /// Every run of the pipeline still in the cluster, newest first.
     ///
     /// # Errors
     /// API errors.
     pub async fn runs(&self, pipeline: &str) -> Result<Vec<Run>> {
-        let names = PipelineNames::new(pipeline);
-        let selector = names.selector();
-        let lp = ListParams::default().labels(&selector);
-        let mut out = match self.config.mode {
-            Mode::Standard => {
-                let jobs = {
-                    let api = self.api::<Job>();
-                    self.retry(|| api.list(&lp)).await
-                }
-                .map_err(self.kube_err("list Jobs", &selector))?;
-                let pods = self.pods(&selector).await?;
-                jobs.items
-                    .iter()
-                    .map(|j| runs::from_job(j, &pods))
-                    .collect::<Vec<_>>()
-            }
-            Mode::Operator => {
-                let api = self.api::<OMJob>();
-                self.retry(|| api.list(&lp)).await
-            }
-            .map_err(self.kube_err("list OMJobs", &selector))?
-            .items
-            .iter()
-            .map(runs::from_omjob)
-            .collect(),
-        };
+        let selector = PipelineNames::new(pipeline).selector();
+        let mut out: Vec<Run> = self
+            .workloads
+            .list(&selector)
+            .await?
+            .into_iter()
+            .map(|l| l.run)
+            .collect();
         out.sort_by(|a, b| {
             b.created
                 .as_ref()
@@ -229,38 +168,24 @@ impl PipelineClient {
         Ok(found)
     }
 
-    pub(super) async fn diagnostics(&self, run: &Run) -> Result<Option<Diagnostics>> {
-        let pod = match self.config.mode {
-            Mode::Standard => {
-                let mut pods = self.pods(&format!("job-name={}", run.resource)).await?;
-                pods.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
-                pods.pop()
-            }
-            Mode::Operator => {
-                let name = omjob_api::names::main_pod_name(&run.resource);
-                {
-                    let api = self.api::<Pod>();
-                    self.retry(|| api.get_opt(&name)).await
-                }
-                .map_err(self.kube_err("read Pod", &name))?
-            }
-        };
-        match pod {
+    async fn diagnostics(&self, run: &Run) -> Result<Option<Diagnostics>> {
+        match self.workloads.run_pod(run).await? {
             Some(p) => Ok(Some(
-                diagnostics::collect(&self.client, self.ns(), &p, &self.retry_policy).await,
+                diagnostics::collect(self.cluster.client(), self.ns(), &p).await,
             )),
             // The pod is gone (TTL, or deleted): what was preserved while it existed.
             None => self.stored_diagnostics(&run.resource).await,
         }
     }
 
-    pub(super) async fn stored_diagnostics(&self, resource: &str) -> Result<Option<Diagnostics>> {
+    async fn stored_diagnostics(&self, resource: &str) -> Result<Option<Diagnostics>> {
         let name = diagnostics_config_map(resource);
-        let api = self.api::<ConfigMap>();
         let cm = self
-            .retry(|| api.get_opt(&name))
+            .cluster
+            .api::<ConfigMap>()
+            .get_opt(&name)
             .await
-            .map_err(self.kube_err("read ConfigMap", &name))?;
+            .map_err(self.cluster.err(Op::Read, "ConfigMap", &name))?;
         Ok(cm
             .and_then(|c| c.data)
             .and_then(|d| d.get(DIAGNOSTICS_KEY).cloned())
@@ -283,49 +208,25 @@ impl PipelineClient {
             omjob_api::labels::LABEL_APP_COMPONENT,
             omjob_api::labels::COMPONENT_INGESTION
         );
-        let lp = ListParams::default().labels(&selector);
-        // (run, owner reference, labels) of each failed run.
-        let failed: Vec<(Run, serde_json::Value, std::collections::BTreeMap<String, String>)> =
-            match self.config.mode {
-                Mode::Standard => {
-                    let api = self.api::<Job>();
-                    let jobs = self
-                        .retry(|| api.list(&lp))
-                        .await
-                        .map_err(self.kube_err("list Jobs", &selector))?;
-                    let pods = self.pods(&selector).await?;
-                    jobs.items
-                        .iter()
-                        .map(|j| (runs::from_job(j, &pods), owner_ref(j), j.labels().clone()))
-                        .filter(|(r, _, _)| r.state == RunState::Failed)
-                        .collect()
-                }
-                Mode::Operator => {
-                    let api = self.api::<OMJob>();
-                    let list = self
-                        .retry(|| api.list(&lp))
-                        .await
-                        .map_err(self.kube_err("list OMJobs", &selector))?;
-                    list.items
-                        .iter()
-                        .map(|o| (runs::from_omjob(o), owner_ref(o), o.labels().clone()))
-                        .filter(|(r, _, _)| r.state == RunState::Failed)
-                        .collect()
-                }
-            };
+        let failed = self
+            .workloads
+            .list(&selector)
+            .await?
+            .into_iter()
+            .filter(|l| l.run.state == RunState::Failed);
+        let api = self.cluster.api::<ConfigMap>();
         let mut created = Vec::new();
-        for (run, owner, labels) in failed {
-            let name = diagnostics_config_map(&run.resource);
-            let api = self.api::<ConfigMap>();
-            if self
-                .retry(|| api.get_opt(&name))
+        for listed in failed {
+            let name = diagnostics_config_map(&listed.run.resource);
+            if api
+                .get_opt(&name)
                 .await
-                .map_err(self.kube_err("read ConfigMap", &name))?
+                .map_err(self.cluster.err(Op::Read, "ConfigMap", &name))?
                 .is_some()
             {
                 continue;
             }
-            let Some(d) = self.diagnostics(&run).await? else {
+            let Some(d) = self.diagnostics(&listed.run).await? else {
                 continue;
             };
             let text = serde_json::to_string(&d).map_err(|source| Error::Build {
@@ -333,18 +234,18 @@ impl PipelineClient {
                 source,
             })?;
             let cm: ConfigMap = serde_json::from_value(json!({
-                "metadata": {"name": name, "labels": labels, "ownerReferences": [owner]},
+                "metadata": {"name": name, "labels": listed.labels, "ownerReferences": [listed.owner]},
                 "data": {DIAGNOSTICS_KEY: text},
             }))
             .map_err(|source| Error::Build {
                 what: "the diagnostics ConfigMap".into(),
                 source,
             })?;
-            let pp = PostParams::default();
-            match self.retry(|| api.create(&pp, &cm)).await {
+            // Created once and never changed: a 409 means an earlier pass (or replica) kept them.
+            match api.create(&PostParams::default(), &cm).await {
                 Ok(_) => created.push(name),
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(Error::kube("create ConfigMap", &name, self.ns(), e)),
+                Err(e) => return Err(Error::kube(Op::Create, "ConfigMap", &name, self.ns(), e)),
             }
         }
         Ok(created)
@@ -361,24 +262,15 @@ impl PipelineClient {
             .into_iter()
             .filter(|r| !r.state.is_finished())
             .collect();
+        let kind = self.workloads.runs();
+        let api = self.cluster.dynamic(&kind.resource);
         // Background propagation: the garbage collector deletes the pods (upstream orphans them).
         let mut killed = Vec::new();
         for r in &active {
-            let result = match self.config.mode {
-                Mode::Standard => self.delete_via(&self.api::<Job>(), &r.resource).await,
-                Mode::Operator => self.delete_via(&self.api::<OMJob>(), &r.resource).await,
-            };
-            match result {
-                Ok(()) => killed.push(format!("{}/{}", r.kind, r.resource)),
+            match self.cluster.delete(&api, &r.resource).await {
+                Ok(()) => killed.push(kind.show(&r.resource)),
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(Error::kube(
-                        format!("delete {}", r.kind),
-                        &r.resource,
-                        self.ns(),
-                        e,
-                    ));
-                }
+                Err(e) => return Err(Error::kube(Op::Delete, kind.name, &r.resource, self.ns(), e)),
             }
         }
         tracing::info!(pipeline, killed = killed.len(), "killed");

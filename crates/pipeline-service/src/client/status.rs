@@ -1,16 +1,12 @@
 //! Whether the service can work: the API server's version and each permission it needs.
 
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
-use kube::{
-    Api,
-    api::{ListParams, PostParams},
-};
-use omjob_api::OMJob;
+use kube::{Api, api::PostParams};
 use serde::Serialize;
 use serde_json::json;
 
-use super::PipelineClient;
-use crate::{config::Mode, error::is_not_found};
+use super::{PipelineClient, workloads::Workloads};
+use crate::config::Mode;
 
 /// Whether the service can do its work.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -34,34 +30,29 @@ pub struct ServiceStatus {
     pub message: String,
 }
 
-/// `(group, resource, verb)` the service needs in each mode; `deploy/pipeline-service/role.yaml`
-/// grants exactly these (a test checks that status finds none missing under it).
-fn permissions(mode: Mode) -> Vec<(&'static str, &'static str, &'static str)> {
-    let mut p = vec![
-        ("", "configmaps", "get"),
-        ("", "configmaps", "create"),
-        ("", "configmaps", "update"),
-        ("", "configmaps", "patch"),
-        ("", "configmaps", "delete"),
-        ("", "secrets", "get"),
-        ("", "secrets", "create"),
-        ("", "secrets", "update"),
-        ("", "secrets", "patch"),
-        ("", "secrets", "delete"),
-        ("", "pods", "get"),
-        ("", "pods", "list"),
-        ("", "pods/log", "get"),
-        ("", "events", "list"),
-    ];
-    let (group, runs, crons) = match mode {
-        Mode::Standard => ("batch", "jobs", "cronjobs"),
-        Mode::Operator => (omjob_api::GROUP, "omjobs", "cronomjobs"),
-    };
+/// `(group, resource, verb)` the service needs with `workloads`;
+/// `deploy/pipeline-service/role.yaml` grants exactly these for both modes (a test checks that
+/// status finds none missing under it).
+fn permissions(workloads: &dyn Workloads) -> Vec<(String, String, &'static str)> {
+    let core = |resource: &str, verb| (String::new(), resource.to_owned(), verb);
+    let mut p = Vec::new();
+    for resource in ["configmaps", "secrets"] {
+        for verb in ["get", "create", "update", "patch", "delete"] {
+            p.push(core(resource, verb));
+        }
+    }
+    p.extend([
+        core("pods", "get"),
+        core("pods", "list"),
+        core("pods/log", "get"),
+        core("events", "list"),
+    ]);
+    let (runs, crons) = (&workloads.runs().resource, &workloads.schedules().resource);
     for verb in ["get", "list", "create", "delete"] {
-        p.push((group, runs, verb));
+        p.push((runs.group.clone(), runs.plural.clone(), verb));
     }
     for verb in ["get", "create", "update", "patch", "delete"] {
-        p.push((group, crons, verb));
+        p.push((crons.group.clone(), crons.plural.clone(), verb));
     }
     p
 }
@@ -74,7 +65,8 @@ impl PipelineClient {
         let ns = self.ns().to_owned();
         let sa = self.config.service_account_name.clone();
         let mode = self.config.mode;
-        let version = match self.retry(|| self.client.apiserver_version()).await {
+        let client = self.cluster.client();
+        let version = match client.apiserver_version().await {
             Ok(v) => v.git_version,
             Err(e) => {
                 return ServiceStatus {
@@ -88,12 +80,12 @@ impl PipelineClient {
                 };
             }
         };
-        let reviews: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
         let mut missing = Vec::new();
-        for (group, resource, verb) in permissions(mode) {
+        for (group, resource, verb) in permissions(self.workloads.as_ref()) {
             let (resource, sub) = resource
                 .split_once('/')
-                .map_or((resource, None), |(r, s)| (r, Some(s)));
+                .map_or((resource.as_str(), None), |(r, s)| (r, Some(s)));
             let review: SelfSubjectAccessReview = match serde_json::from_value(json!({
                 "spec": {"resourceAttributes": {"namespace": ns, "group": group, "resource": resource,
                                                 "subresource": sub, "verb": verb}}
@@ -111,25 +103,12 @@ impl PipelineClient {
                 sub.map(|s| format!("/{s}")).unwrap_or_default()
             );
             let pp = PostParams::default();
-            match self.retry(|| reviews.create(&pp, &review)).await {
+            match reviews.create(&pp, &review).await {
                 Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {}
                 _ => missing.push(shown),
             }
         }
-        let mut problems = Vec::new();
-        // Both CRDs ship together; the service may list OMJobs (not CronOMJobs), so ask that one.
-        if mode == Mode::Operator {
-            let lp = ListParams::default().limit(1);
-            let omjobs = self.api::<OMJob>();
-            if let Err(e) = self.retry(|| omjobs.list(&lp)).await
-                && is_not_found(&e)
-            {
-                problems.push(format!(
-                    "the OMJob CRDs (omjobs.{0}, cronomjobs.{0}) are not installed: apply deploy/crds/omjob-crds.yaml",
-                    omjob_api::GROUP
-                ));
-            }
-        }
+        let problems = self.workloads.problems().await;
         let message = if !problems.is_empty() {
             format!(
                 "Kubernetes is available but operator mode cannot work: {}",

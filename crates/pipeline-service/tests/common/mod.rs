@@ -6,9 +6,12 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use k8s_openapi::api::{
-    core::v1::ServiceAccount,
-    rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+use k8s_openapi::{
+    api::{
+        core::v1::ServiceAccount,
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
     Api, Client,
@@ -25,11 +28,11 @@ pub const INGESTION_SA: &str = "openmetadata-ingestion";
 
 static CLUSTER_SETUP: OnceCell<()> = OnceCell::const_new();
 
-/// Installs the CRDs and the operator ClusterRole once per test binary.
-pub async fn cluster_setup(admin: &Client) {
+/// Installs `crds` and the operator ClusterRole once per test binary.
+pub async fn cluster_setup(admin: &Client, crds: Vec<CustomResourceDefinition>) {
     CLUSTER_SETUP
         .get_or_init(|| async {
-            fixture::install_crds(admin, omjob_api::crds::all(), "pipeline-service-tests").await;
+            fixture::install_crds(admin, crds, "pipeline-service-tests").await;
             let ssa = PatchParams::apply("pipeline-service-tests").force();
             let text = std::fs::read_to_string(repo_file("deploy/rbac/clusterrole.yaml")).unwrap();
             let role: ClusterRole = serde_yaml_ng::from_str(text.split("\n---\n").next().unwrap()).unwrap();
@@ -97,13 +100,25 @@ pub fn config(ns: &str, extra: Value) -> Config {
     Config::from_sources(Some(&serde_json::to_string(&params).unwrap()), Vec::new()).unwrap()
 }
 
-/// Sets up a namespace with the service's RBAC and returns the service running under it.
+/// Sets up a namespace with the service's RBAC and returns the service running under it; in
+/// operator mode with this project's CRDs and the OMJob controller running.
 pub async fn world(prefix: &str, extra: Value) -> World {
+    world_with(prefix, extra, omjob_api::crds::all(), true).await
+}
+
+/// As [`world`], with `crds` installed in operator mode (once per test binary) and the OMJob
+/// controller running only when `operator` says so.
+pub async fn world_with(
+    prefix: &str,
+    extra: Value,
+    crds: Vec<CustomResourceDefinition>,
+    operator: bool,
+) -> World {
     let ns = fixture::shared().namespace(prefix).await;
     let admin = ns.client();
     let operator_mode = extra.get("useOMJobOperator").and_then(Value::as_bool) == Some(true);
     if operator_mode {
-        cluster_setup(&admin).await;
+        cluster_setup(&admin, crds).await;
     }
     let pp = PostParams::default();
     for sa in [SERVICE_SA, INGESTION_SA, "omjob-operator"] {
@@ -129,7 +144,7 @@ pub async fn world(prefix: &str, extra: Value) -> World {
         .await
         .unwrap();
     let service = service_account_client(&admin, ns.name(), SERVICE_SA).await;
-    let operator = if operator_mode {
+    let operator = if operator_mode && operator {
         Some(start_operator(&admin, ns.name()).await)
     } else {
         None
