@@ -107,6 +107,31 @@ pub fn retry_after_failure<E: ReconcileError>(
     Requeue::requeue(wait)
 }
 
+/// Reports an object that does not decode (once per resourceVersion, [`crate::decode::report`])
+/// and waits for it to change: what both controllers do with one.
+pub fn undecodable<K, S>(
+    obj: &crate::decode::Lenient<K>,
+    bad: &crate::decode::Undecodable,
+    reported: &crate::decode::Reported,
+    events: &crate::events::Publisher,
+    ctx: &Context<S>,
+    controller: &'static str,
+) -> Requeue
+where
+    K: Resource<DynamicType = ()>,
+{
+    crate::decode::report(
+        obj,
+        bad,
+        reported,
+        events,
+        ctx.clock.now(),
+        &ctx.metrics,
+        controller,
+    );
+    Requeue::await_change()
+}
+
 /// `namespace/name` of an object, the key of its backoff.
 #[must_use]
 pub fn key_of<K: Resource>(obj: &K) -> String {

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::{
     capabilities::StatusKind,
-    decode::{self, Lenient, Reported},
+    decode::{Lenient, Reported},
     events,
     omjob::decide::EventNote,
 };
@@ -315,16 +315,14 @@ pub async fn reconcile(cron: Arc<Lenient<CronOMJob>>, shared: Arc<Shared>) -> Re
     let valid = match &cron.0 {
         Ok(valid) => valid,
         Err(bad) => {
-            decode::report(
+            return Ok(crate::controller::undecodable(
                 &cron,
                 bad,
                 &shared.reported,
                 &shared.events,
-                ctx.clock.now(),
-                &ctx.metrics,
+                ctx,
                 CONTROLLER,
-            );
-            return Ok(Requeue::await_change());
+            ));
         }
     };
     shared.reported.forget(&valid.metadata);

@@ -54,19 +54,14 @@ pub async fn reconcile_watched(
             }
             result
         }
-        Err(bad) => {
-            let ctx = &shared.ctx;
-            decode::report(
-                &obj,
-                bad,
-                &shared.reported,
-                &shared.events,
-                ctx.clock.now(),
-                &ctx.metrics,
-                CONTROLLER,
-            );
-            Ok(Requeue::await_change())
-        }
+        Err(bad) => Ok(controller::undecodable(
+            &obj,
+            bad,
+            &shared.reported,
+            &shared.events,
+            &shared.ctx,
+            CONTROLLER,
+        )),
     }
 }
 
