@@ -80,7 +80,7 @@ pub struct OperatorConfig {
     /// port, like the Java operator).
     pub metrics_port: u16,
     /// `RECONCILIATION_THREADS` (default 5): reconciles that may act at once on routine work
-    /// (finalizers, main pods, status updates), and as many again for terminations
+    /// (finalizers, main pods, status updates), and ten times as many for terminations
     /// (`controller::lanes`); CronOMJobs are reconciled this many at once.
     pub reconciliation_threads: u16,
     /// `LOG_LEVEL` (default `INFO`), normalised to a `tracing` filter directive such as `info`.

@@ -3,6 +3,7 @@
 //! API call), then enters the lane its decision belongs to: terminations (a main stage closing,
 //! an exit pod to create, a run to finish) have permits of their own, and everything else
 //! (finalizers, main pods, status updates, clean-ups) shares `RECONCILIATION_THREADS` permits.
+//! The termination lane is ten times as wide (`manager::TERMINATION_PERMITS_PER_THREAD`).
 //! A routine reconcile waiting for a permit is woken when its OMJob's main pod ends, so that it
 //! decides again and, now a termination, overtakes the queue.
 
