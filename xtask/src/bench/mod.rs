@@ -7,8 +7,11 @@ mod katalog;
 pub(crate) mod katalog_process;
 mod node;
 pub(crate) mod omjob;
+mod omjob_loads;
+mod omjob_report;
 pub(crate) mod operator_process;
 mod pipelines;
+mod twin;
 
 /// A rule-mode testbed (pods finish from annotations, no processes) in a temporary directory
 /// that is removed after the testbed stops.
@@ -57,8 +60,8 @@ pub(crate) async fn rule_testbed(prefix: &str, nodes: usize) -> anyhow::Result<R
 pub enum Suite {
     /// How many pods a minute the simulated node completes in rule mode.
     Node(node::Args),
-    /// OMJob operator: exit-handler latency, lifecycles per minute against batch Jobs, RSS/CPU,
-    /// API requests per lifecycle.
+    /// OMJob operator: exit-handler latency against a physical-limit twin, lifecycles per minute
+    /// against batch Jobs, RSS/CPU, API requests per lifecycle.
     Omjob(omjob::Args),
     /// CronOMJob controller: many CronOMJobs due in the same minute.
     Cron(cron::Args),

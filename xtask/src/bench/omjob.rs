@@ -1,10 +1,13 @@
-//! `bench omjob`: exit-handler latency, lifecycles per minute against batch Jobs, operator RSS and
-//! CPU, and API requests per lifecycle, all in one run on a rule-mode testbed with the release
-//! operator binary running as its own process.
+//! `bench omjob`: exit-handler latency against a physical-limit twin, lifecycles per minute
+//! against batch Jobs, operator RSS and CPU, and API requests per lifecycle, all in one run on a
+//! rule-mode testbed with the release operator binary running as its own process.
 //!
 //! Every time is taken from this process's own watches (pods, OMJobs, Jobs), started before any
-//! object is created, so the figures are what a client of the API server observes. The helpers
-//! that create OMJobs at a fixed rate and follow their pods are shared with `cargo xtask soak`.
+//! object is created, so the figures are what a client of the API server observes. The latency
+//! loads ([`super::omjob_loads`]) run against the operator and against the twin
+//! ([`super::twin`]), interleaved; the table ([`super::omjob_report`]) sets them side by side. The
+//! helpers that create OMJobs at a fixed rate and follow their pods are shared with
+//! `cargo xtask soak`.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -34,36 +37,70 @@ use omjob_api::{OMJob, Phase};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::operator_process::{self, OperatorOptions, OperatorProcess, Started};
+use super::{
+    omjob_loads::{Goal, Load, Runner, Shape, spawn_observer},
+    omjob_report::{Burst, MemoryRow, Report},
+    operator_process::{self, OperatorOptions, OperatorProcess, Started},
+    twin::Twin,
+};
 use crate::step;
 
 /// Namespace of the benchmark's OMJobs.
 const OMJOB_NAMESPACE: &str = "bench-omjob";
 /// Namespace of the batch Jobs it compares against.
 const JOB_NAMESPACE: &str = "bench-jobs";
+/// Namespace of the twin's pods.
+const TWIN_NAMESPACE: &str = "bench-twin";
 /// Pods a simulated node accepts (`crates/testbed/src/node/mod.rs`). The scheduler
 /// counts finished pods against it too, so a long run needs more than one node.
 const PODS_PER_NODE: usize = 9_000;
+/// The RSS goals (MiB): idle, and with the OMJobs stored.
+const IDLE_GOAL_MIB: f64 = 25.0;
+const STORED_GOAL_MIB: f64 = 100.0;
 
-/// Options of `bench omjob`.
+/// Options of `bench omjob`. Counts left out take their default, or with `--quick` a smaller
+/// one (shown as `quick:`); a count of 0 skips that load.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// OMJobs in the throughput burst, and batch Jobs in the comparison burst.
-    #[arg(long, default_value_t = 2000)]
-    pub burst: usize,
-    /// OMJobs running at once for the high-load latency figure (default: --burst).
+    /// Smaller loads, for a run of a few minutes: every count below not given takes its quick value.
+    #[arg(long)]
+    pub quick: bool,
+    /// OMJobs in the throughput burst, and batch Jobs in the comparison burst [default: 2000; quick: 200].
+    #[arg(long)]
+    pub burst: Option<usize>,
+    /// OMJobs running at once for the second latency load, their ends spread as they were created
+    /// [default: 200; quick: 100].
     #[arg(long)]
     pub concurrent: Option<usize>,
-    /// OMJobs running at once for the low-load latency figure.
-    #[arg(long, default_value_t = 10)]
-    pub low: usize,
-    /// Rounds of --low OMJobs, for more low-load samples.
-    #[arg(long, default_value_t = 10)]
-    pub low_rounds: usize,
-    /// OMJobs stored (in total, counting the earlier phases') for the last memory figure.
-    #[arg(long, default_value_t = 10_000)]
-    pub stored: usize,
-    /// Client-side create rate in objects per second, the same for OMJobs and Jobs.
+    /// OMJobs at once for the low-load latency figure [default: 10].
+    #[arg(long)]
+    pub low: Option<usize>,
+    /// Rounds of --low OMJobs per repetition [default: 10; quick: 3].
+    #[arg(long)]
+    pub low_rounds: Option<usize>,
+    /// Main stages ending within --wave-window [default: 1000; quick: 300].
+    #[arg(long)]
+    pub wave: Option<usize>,
+    /// Seconds over which the --wave main stages end [default: 10; quick: 5].
+    #[arg(long)]
+    pub wave_window: Option<f64>,
+    /// Main stages ending within --mixed-window while --arrivals new OMJobs arrive [default: 2000; quick: 400].
+    #[arg(long)]
+    pub mixed: Option<usize>,
+    /// Seconds over which the --mixed main stages end [default: 20; quick: 8].
+    #[arg(long)]
+    pub mixed_window: Option<f64>,
+    /// New OMJobs created during the mixed window [default: 500; quick: 100].
+    #[arg(long)]
+    pub arrivals: Option<usize>,
+    /// Repetitions of each latency load per side, operator and twin interleaved [default: 2; quick: 1].
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// OMJobs stored (in total, counting the earlier phases') for the last memory figure
+    /// [default: 10000; quick: 1000].
+    #[arg(long)]
+    pub stored: Option<usize>,
+    /// Client-side create rate in objects per second, the same for OMJobs, twin pods and Jobs.
     #[arg(long, default_value_t = 100.0)]
     pub qps: f64,
     /// Creates in flight at most.
@@ -74,12 +111,93 @@ pub struct Args {
     pub threads: Option<u16>,
 }
 
+/// The counts of one run, defaults and `--quick` resolved.
+#[derive(Debug)]
+struct Plan {
+    burst: usize,
+    reps: usize,
+    stored: usize,
+    loads: Vec<Load>,
+}
+
+impl Args {
+    fn plan(&self) -> Plan {
+        let q = self.quick;
+        let n = |v: Option<usize>, full: usize, quick: usize| v.unwrap_or(if q { quick } else { full });
+        let secs = |v: Option<f64>, full: f64, quick: f64| {
+            Duration::from_secs_f64(v.unwrap_or(if q { quick } else { full }).max(0.0))
+        };
+        let (low, rounds) = (n(self.low, 10, 10), n(self.low_rounds, 10, 3));
+        let concurrent = n(self.concurrent, 200, 100);
+        let (wave, wave_window) = (n(self.wave, 1000, 300), secs(self.wave_window, 10.0, 5.0));
+        let (mixed, mixed_window) = (n(self.mixed, 2000, 400), secs(self.mixed_window, 20.0, 8.0));
+        let arrivals = n(self.arrivals, 500, 100);
+        #[allow(clippy::cast_precision_loss)]
+        let created_over = Duration::from_secs_f64(concurrent as f64 / self.qps.max(0.001));
+        let loads = vec![
+            Load {
+                key: "low",
+                label: format!("{low} at once"),
+                shape: Shape::Rounds { at_once: low, rounds },
+                goal: Goal::LowLoad,
+            },
+            Load {
+                key: "conc",
+                label: format!("{concurrent} concurrent"),
+                shape: Shape::Wave {
+                    ending: concurrent,
+                    window: created_over,
+                    arrivals: 0,
+                },
+                goal: Goal::Ratio(1.5),
+            },
+            Load {
+                key: "wave",
+                label: format!("{wave} ending within {} s", wave_window.as_secs_f64()),
+                shape: Shape::Wave {
+                    ending: wave,
+                    window: wave_window,
+                    arrivals: 0,
+                },
+                goal: Goal::Ratio(1.5),
+            },
+            Load {
+                key: "mixed",
+                label: format!(
+                    "{mixed} ending within {} s, {arrivals} new arriving",
+                    mixed_window.as_secs_f64()
+                ),
+                shape: Shape::Wave {
+                    ending: mixed,
+                    window: mixed_window,
+                    arrivals,
+                },
+                goal: Goal::Ratio(1.5),
+            },
+        ];
+        Plan {
+            burst: n(self.burst, 2000, 200),
+            reps: n(self.reps, 2, 1).max(1),
+            stored: n(self.stored, 10_000, 1000),
+            loads: loads
+                .into_iter()
+                .filter(|l| match l.shape {
+                    Shape::Rounds { at_once, rounds } => at_once * rounds > 0,
+                    Shape::Wave { ending, .. } => ending > 0,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[allow(clippy::too_many_lines, reason = "the phases in order, each a few lines")]
 pub async fn run(args: &Args) -> anyhow::Result<()> {
-    let concurrent = args.concurrent.unwrap_or(args.burst);
-    let low_total = args.low * args.low_rounds;
-    let before_fill = low_total + concurrent + args.burst;
-    let fill = args.stored.saturating_sub(before_fill);
-    let pods = 2 * (before_fill + fill) + args.burst;
+    let plan = args.plan();
+    let per_side: usize = plan.loads.iter().map(|l| l.shape.lifecycles()).sum::<usize>() * plan.reps;
+    let before_fill = per_side + plan.burst;
+    let fill = plan.stored.saturating_sub(before_fill);
+    // Operator: main + exit pod per OMJob; twin: the same per run; Jobs: one each.
+    let pods = 2 * (before_fill + fill) + 2 * per_side + plan.burst;
     let nodes = pods.div_ceil(PODS_PER_NODE).max(1);
 
     step(&format!(
@@ -88,15 +206,23 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let testbed = crate::bench::rule_testbed("omjob-bench-", nodes).await?;
     let client = testbed.control_plane().client().await?;
     install_crds(&client).await?;
-    for ns in [OMJOB_NAMESPACE, JOB_NAMESPACE] {
+    for ns in [OMJOB_NAMESPACE, JOB_NAMESPACE, TWIN_NAMESPACE] {
         create_namespace(&client, ns).await?;
     }
 
     let seen = Seen::shared();
+    let twin_seen = Seen::shared();
     let omjobs: Api<OMJob> = Api::namespaced(client.clone(), OMJOB_NAMESPACE);
     let jobs: Api<Job> = Api::namespaced(client.clone(), JOB_NAMESPACE);
     let watches = [
-        spawn_pod_watch(Api::namespaced(client.clone(), OMJOB_NAMESPACE), seen.clone()).await?,
+        spawn_observer(
+            client.clone(),
+            OMJOB_NAMESPACE,
+            TWIN_NAMESPACE,
+            seen.clone(),
+            twin_seen.clone(),
+        )
+        .await?,
         spawn_omjob_watch(omjobs.clone(), seen.clone()).await?,
         spawn_job_watch(jobs.clone(), seen.clone()).await?,
     ];
@@ -111,72 +237,43 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = operator.memory()?;
 
-    let pacer = || Pacer::new(args.qps);
-    let mut report = Report::default();
-
-    step(&format!(
-        "Low load: {} rounds of {} OMJobs at once",
-        args.low_rounds, args.low
-    ));
-    let mut low_names = Vec::new();
-    let buckets = operator.exit_latency_buckets().await?;
-    for round in 0..args.low_rounds {
-        let names: Vec<String> = (0..args.low).map(|i| format!("low-{round}-{i}")).collect();
-        create_paced(&omjobs, &names, &pacer(), args.concurrency, |n| {
-            omjob_object(n, &BTreeMap::new())
-        })
-        .await?;
-        wait_terminal(&seen, &names).await?;
-        low_names.extend(names);
-    }
-    let own = operator.exit_latency_buckets().await?;
-    report.latency.push(Latency {
-        label: "low load",
-        active: args.low,
-        seen: latencies(&seen, &low_names),
-        operator: (
-            bucket_quantile(&buckets, &own, 0.5),
-            bucket_quantile(&buckets, &own, 0.99),
-        ),
-    });
-    let buckets = own;
-
-    // Main pods that run until every OMJob of the wave exists, so all of them are active when
-    // the first main pod ends.
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
-    let run_seconds = (concurrent as f64 / args.qps * 1.5).ceil() as u64 + 10;
-    step(&format!(
-        "High load: {concurrent} OMJobs whose main pods run {run_seconds} s, so all are active at once"
-    ));
-    let names: Vec<String> = (0..concurrent).map(|i| format!("conc-{i}")).collect();
-    let ann = BTreeMap::from([(RUN_SECONDS.to_owned(), run_seconds.to_string())]);
-    create_paced(&omjobs, &names, &pacer(), args.concurrency, |n| {
-        omjob_object(n, &ann)
-    })
+    step(&format!("Starting the twin in namespace {TWIN_NAMESPACE}"));
+    let twin = Twin::start(
+        testbed.control_plane().kubeconfig().to_owned(),
+        TWIN_NAMESPACE.to_owned(),
+    )
     .await?;
-    wait_terminal(&seen, &names).await?;
-    let active = active_at_first_termination(&seen, &names);
-    let own = operator.exit_latency_buckets().await?;
-    report.latency.push(Latency {
-        label: "high load",
-        active,
-        seen: latencies(&seen, &names),
-        operator: (
-            bucket_quantile(&buckets, &own, 0.5),
-            bucket_quantile(&buckets, &own, 0.99),
-        ),
-    });
-    let buckets = own;
+    let runner = Runner {
+        omjobs: omjobs.clone(),
+        twin_pods: Api::namespaced(client.clone(), TWIN_NAMESPACE),
+        omjob_seen: seen.clone(),
+        twin_seen: twin_seen.clone(),
+        operator: &operator,
+        qps: args.qps,
+        concurrency: args.concurrency,
+    };
+    let loads = runner.run_all(plan.loads, plan.reps).await?;
+    #[allow(clippy::cast_precision_loss)]
+    let twin_creates_per_lifecycle = (per_side > 0).then(|| twin.creates() as f64 / per_side as f64);
+    // Stopped before the throughput phases, which are the operator's alone.
+    drop(twin);
+
+    let pacer = || Pacer::new(args.qps);
+    let mut report = Report {
+        qps: args.qps,
+        concurrency: args.concurrency,
+        reps: plan.reps,
+        loads,
+        burst: plan.burst,
+        twin_creates_per_lifecycle,
+        ..Report::default()
+    };
 
     step(&format!(
         "Burst: {} OMJobs at {} creates/s, {} in flight",
-        args.burst, args.qps, args.concurrency
+        plan.burst, args.qps, args.concurrency
     ));
-    let names: Vec<String> = (0..args.burst).map(|i| format!("burst-{i}")).collect();
+    let names: Vec<String> = (0..plan.burst).map(|i| format!("burst-{i}")).collect();
     let requests_before = operator.api_requests().await?;
     let cpu_before = operator.cpu_seconds()?;
     let start = Instant::now();
@@ -192,22 +289,13 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     report.omjob_burst = Some(Burst { created, finished });
     report.burst_cpu = operator.cpu_seconds()? - cpu_before;
     report.requests = operator_process::diff_counters(&requests_before, &operator.api_requests().await?);
-    let own = operator.exit_latency_buckets().await?;
-    report.latency.push(Latency {
-        label: "during the burst",
-        active: 0,
-        seen: latencies(&seen, &names),
-        operator: (
-            bucket_quantile(&buckets, &own, 0.5),
-            bucket_quantile(&buckets, &own, 0.99),
-        ),
-    });
+    report.burst_latency = latencies(&seen, &names);
 
     step(&format!(
         "Burst: {} one-pod batch Jobs (backoffLimit 0) at {} creates/s, {} in flight",
-        args.burst, args.qps, args.concurrency
+        plan.burst, args.qps, args.concurrency
     ));
-    let names: Vec<String> = (0..args.burst).map(|i| format!("job-{i}")).collect();
+    let names: Vec<String> = (0..plan.burst).map(|i| format!("job-{i}")).collect();
     let start = Instant::now();
     create_paced(&jobs, &names, &pacer(), args.concurrency, job_object).await?;
     let created = start.elapsed();
@@ -239,16 +327,30 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     drop(operator);
     drop(watches);
 
+    let total = before_fill + fill;
+    let mem = |label: String, memory, goal_mib| MemoryRow {
+        label,
+        memory,
+        goal_mib,
+    };
     report.memory = vec![
-        ("idle (ready + 5 s)", idle),
-        ("after the bursts", after_bursts),
-        ("with the OMJobs stored", stored),
-        ("restarted over them, settled", restarted),
+        mem("idle (ready + 5 s)".to_owned(), idle, Some(IDLE_GOAL_MIB)),
+        mem("after the bursts".to_owned(), after_bursts, None),
+        mem(
+            format!("{total} OMJobs stored, still running"),
+            stored,
+            Some(STORED_GOAL_MIB),
+        ),
+        mem(
+            format!("{total} OMJobs stored, restarted and settled"),
+            restarted,
+            Some(STORED_GOAL_MIB),
+        ),
     ];
-    report.stored = before_fill + fill;
+    report.stored = total;
     report.fill = (fill, fill_cpu);
     report.restart = Some((ready_after, settled_after, restart_cpu));
-    report.print(args, run_seconds);
+    report.print();
     eprintln!(
         "\nNote: the testbed, the simulated node and this bench share the machine's cores with \
          whatever else runs; figures are noisy."
@@ -260,181 +362,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
 /// Rule-mode annotation: how long the pod's containers "run".
 pub(crate) const RUN_SECONDS: &str = omjob_testbed::node::pod::RULE_RUN_SECONDS;
 
-/// One measured burst.
-#[derive(Debug, Clone, Copy)]
-struct Burst {
-    /// All objects created after.
-    created: Duration,
-    /// The last one terminal after.
-    finished: Duration,
-}
-
-impl Burst {
-    #[allow(clippy::cast_precision_loss)]
-    fn per_minute(&self, n: usize) -> f64 {
-        n as f64 / self.finished.as_secs_f64() * 60.0
-    }
-}
-
-/// Exit-handler latency of one phase.
-#[derive(Debug)]
-struct Latency {
-    label: &'static str,
-    /// OMJobs not yet terminal when the first main pod ended (0: not measured).
-    active: usize,
-    /// Per OMJob, from this bench's watch; `None` where the pair was not seen.
-    seen: Vec<Option<Duration>>,
-    /// p50 and p99 upper bounds (seconds) of the operator's own histogram over the phase.
-    operator: (Option<f64>, Option<f64>),
-}
-
-#[derive(Debug, Default)]
-struct Report {
-    latency: Vec<Latency>,
-    omjob_burst: Option<Burst>,
-    job_burst: Option<Burst>,
-    burst_cpu: f64,
-    requests: BTreeMap<(String, String), f64>,
-    memory: Vec<(&'static str, operator_process::Memory)>,
-    stored: usize,
-    fill: (usize, f64),
-    restart: Option<(Duration, Duration, f64)>,
-}
-
-impl Report {
-    #[allow(clippy::cast_precision_loss)]
-    fn print(&self, args: &Args, run_seconds: u64) {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!("\n== bench omjob (operator: release build, own process; rule-mode testbed) ==");
-        println!(
-            "create rate {} /s, {} in flight; main pods of the high-load wave run {run_seconds} s",
-            args.qps, args.concurrency
-        );
-
-        println!("\n1. Main pod terminated -> exit pod created (both seen on this bench's pod watch)");
-        println!(
-            "   {:<18} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8} {:>22}",
-            "load", "active", "samples", "p50 ms", "p99 ms", "max ms", "missing", "operator p50/p99 ms <="
-        );
-        let bound = |b: Option<f64>| match b {
-            Some(s) if s.is_finite() => format!("{:.0}", s * 1000.0),
-            Some(_) => "inf".to_owned(),
-            None => "-".to_owned(),
-        };
-        for lat in &self.latency {
-            let mut got: Vec<Duration> = lat.seen.iter().flatten().copied().collect();
-            got.sort();
-            let missing = lat.seen.len() - got.len();
-            let label = lat.label;
-            let active = if lat.active == 0 {
-                "-".to_owned()
-            } else {
-                lat.active.to_string()
-            };
-            let own = format!("{}/{}", bound(lat.operator.0), bound(lat.operator.1));
-            match (percentile(&got, 0.5), percentile(&got, 0.99), got.last()) {
-                (Some(p50), Some(p99), Some(max)) => println!(
-                    "   {label:<18} {active:>7} {:>8} {:>9.1} {:>9.1} {:>9.1} {missing:>8} {own:>22}",
-                    got.len(),
-                    ms(p50),
-                    ms(p99),
-                    ms(*max)
-                ),
-                _ => println!(
-                    "   {label:<18} {active:>7} {:>8} (no samples) {missing:>8} {own:>22}",
-                    0
-                ),
-            }
-        }
-        println!(
-            "   (operator column: its own omjob_exit_handler_latency_seconds histogram over the phase, \
-             from seeing the termination to creating the pod; bucket upper bounds)"
-        );
-
-        println!(
-            "\n2. Lifecycles per minute, burst of {} (created -> terminal)",
-            args.burst
-        );
-        println!(
-            "   {:<28} {:>12} {:>14} {:>12}",
-            "", "created in s", "all done in s", "per minute"
-        );
-        let line = |label: &str, b: &Burst| {
-            println!(
-                "   {label:<28} {:>12.1} {:>14.1} {:>12.0}",
-                b.created.as_secs_f64(),
-                b.finished.as_secs_f64(),
-                b.per_minute(args.burst)
-            );
-        };
-        if let Some(b) = &self.omjob_burst {
-            line("OMJobs (main + exit pod)", b);
-        }
-        if let Some(b) = &self.job_burst {
-            line("batch Jobs (one pod)", b);
-        }
-        if let (Some(o), Some(j)) = (&self.omjob_burst, &self.job_burst) {
-            println!(
-                "   ratio OMJob / Job: {:.2}",
-                o.per_minute(args.burst) / j.per_minute(args.burst)
-            );
-        }
-
-        println!("\n3. Operator memory (from /proc/<pid>/status) and CPU");
-        println!("   {:<32} {:>10} {:>12}", "", "RSS MiB", "peak MiB");
-        for (label, m) in &self.memory {
-            println!("   {label:<32} {:>10.1} {:>12.1}", m.rss_mib(), m.peak_mib());
-        }
-        println!("   (OMJobs stored at the end: {})", self.stored);
-        let per_k = |cpu: f64, n: usize| {
-            if n == 0 { 0.0 } else { cpu / n as f64 * 1000.0 }
-        };
-        println!(
-            "   CPU s per 1,000 OMJobs: burst {:.2} ({:.2} s for {}), filling the store {:.2} ({:.2} s for {})",
-            per_k(self.burst_cpu, args.burst),
-            self.burst_cpu,
-            args.burst,
-            per_k(self.fill.1, self.fill.0),
-            self.fill.1,
-            self.fill.0
-        );
-        if let Some((ready, settled, cpu)) = self.restart {
-            println!(
-                "   restart over {} stored OMJobs: ready after {:.1} s, reconciles settled after {:.1} s, {cpu:.2} CPU s",
-                self.stored,
-                ready.as_secs_f64(),
-                settled.as_secs_f64()
-            );
-        }
-
-        println!(
-            "\n4. API requests per OMJob lifecycle (omjob_api_requests_total over the burst / {})",
-            args.burst
-        );
-        println!(
-            "   {:<8} {:<24} {:>10} {:>12}",
-            "verb", "resource", "total", "per OMJob"
-        );
-        let mut sum = 0.0;
-        for ((verb, resource), n) in &self.requests {
-            sum += n;
-            println!(
-                "   {verb:<8} {resource:<24} {n:>10.0} {:>12.2}",
-                n / args.burst.max(1) as f64
-            );
-        }
-        println!(
-            "   {:<8} {:<24} {sum:>10.0} {:>12.2}",
-            "all",
-            "",
-            sum / args.burst.max(1) as f64
-        );
-    }
-}
-
 /// The upper bound of the histogram bucket holding quantile `q` of the observations made between
 /// two scrapes of the same cumulative buckets (`(le, count)`, ascending).
-fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<f64> {
+pub(crate) fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<f64> {
     let grown: Vec<(f64, f64)> = after
         .iter()
         .map(|(le, n)| {
@@ -450,7 +380,7 @@ fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Optio
 }
 
 /// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
     if sorted.is_empty() {
         return None;
     }
@@ -493,7 +423,7 @@ pub(crate) fn with_seen<T>(seen: &SharedSeen, f: impl FnOnce(&Seen) -> T) -> T {
     }
 }
 
-fn update_seen(seen: &SharedSeen, f: impl FnOnce(&mut Seen)) {
+pub(crate) fn update_seen(seen: &SharedSeen, f: impl FnOnce(&mut Seen)) {
     match seen.lock() {
         Ok(mut g) => f(&mut g),
         Err(p) => f(&mut p.into_inner()),
@@ -556,38 +486,41 @@ pub(crate) async fn spawn_pod_watch(
     api: Api<Pod>,
     seen: SharedSeen,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    spawn_watch(api, seen, |seen, pod, now| {
-        let Some(owner) = pod
-            .metadata
-            .owner_references
+    spawn_watch(api, seen, record_omjob_pod).await
+}
+
+/// An OMJob's pod, as the bench's watches record it: the main pod's first terminated sighting and
+/// each exit pod's first sighting, by the owning OMJob's name.
+pub(crate) fn record_omjob_pod(seen: &SharedSeen, pod: &Pod, now: Instant) {
+    let Some(owner) = pod
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|refs| refs.iter().find(|r| r.kind == "OMJob"))
+        .map(|r| r.name.clone())
+    else {
+        return;
+    };
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    if name == format!("{owner}-main") {
+        let terminated = pod
+            .status
             .as_ref()
-            .and_then(|refs| refs.iter().find(|r| r.kind == "OMJob"))
-            .map(|r| r.name.clone())
-        else {
-            return;
-        };
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        if name == format!("{owner}-main") {
-            let terminated = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
-                });
-            if terminated {
-                update_seen(seen, |s| {
-                    s.main_terminated.entry(owner).or_insert(now);
-                });
-            }
-        } else if name.starts_with(&format!("{owner}-exit")) {
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+            });
+        if terminated {
             update_seen(seen, |s| {
-                s.exit_pods.entry(owner).or_default().entry(name).or_insert(now);
+                s.main_terminated.entry(owner).or_insert(now);
             });
         }
-    })
-    .await
+    } else if name.starts_with(&format!("{owner}-exit")) {
+        update_seen(seen, |s| {
+            s.exit_pods.entry(owner).or_default().entry(name).or_insert(now);
+        });
+    }
 }
 
 /// Watches OMJobs and records when each is first seen in a terminal phase.
@@ -812,7 +745,7 @@ fn last_terminal(seen: &SharedSeen, names: &[String]) -> anyhow::Result<Instant>
 }
 
 /// Main termination → first exit pod, per OMJob of `names`.
-fn latencies(seen: &SharedSeen, names: &[String]) -> Vec<Option<Duration>> {
+pub(crate) fn latencies(seen: &SharedSeen, names: &[String]) -> Vec<Option<Duration>> {
     with_seen(seen, |s| {
         names
             .iter()
@@ -826,7 +759,7 @@ fn latencies(seen: &SharedSeen, names: &[String]) -> Vec<Option<Duration>> {
 }
 
 /// How many OMJobs of `names` were not yet terminal when the first of their main pods ended.
-fn active_at_first_termination(seen: &SharedSeen, names: &[String]) -> usize {
+pub(crate) fn active_at_first_termination(seen: &SharedSeen, names: &[String]) -> usize {
     with_seen(seen, |s| {
         let Some(first) = names.iter().filter_map(|n| s.main_terminated.get(n)).min() else {
             return 0;
