@@ -85,16 +85,18 @@ pub trait ReconcileError: std::error::Error {
     fn category(&self) -> &'static str;
 }
 
-/// The error policy of both controllers: counts and logs the failure, and retries the object
-/// after its [`backoff::Backoff`] delay.
-pub fn retry_after_failure<E: ReconcileError>(
+/// The error policy of both controllers: counts and logs the failure, and retries `obj` after
+/// its [`backoff::Backoff`] delay (keyed by [`key_of`], as the reset after a success is).
+pub fn retry_after_failure<K: Resource, E: ReconcileError>(
     controller: &'static str,
-    key: &str,
+    obj: &K,
     error: &E,
     metrics: &Metrics,
     backoff: &backoff::Backoff,
 ) -> Requeue {
     metrics.reconcile_error(controller, error.category());
+    let key = key_of(obj);
+    let key = key.as_str();
     let wait = backoff.failed(key);
     tracing::warn!(
         controller,

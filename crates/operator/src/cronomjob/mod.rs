@@ -435,8 +435,7 @@ fn kept_cron(status: &omjob_api::CronOMJobStatus, additive_kept: bool) -> omjob_
 
 /// The error policy: backoff per CronOMJob ([`crate::controller::backoff`]).
 pub fn error_policy(cron: Arc<Lenient<CronOMJob>>, error: &Error, shared: Arc<Shared>) -> Requeue {
-    let key = format!("{}/{}", cron.namespace().unwrap_or_default(), cron.name_any());
-    crate::controller::retry_after_failure(CONTROLLER, &key, error, &shared.ctx.metrics, &shared.backoff)
+    crate::controller::retry_after_failure(CONTROLLER, &*cron, error, &shared.ctx.metrics, &shared.backoff)
 }
 
 /// Runs the CronOMJob controller alone for `namespaces` (`None`: all) until `shutdown`

@@ -67,8 +67,7 @@ pub async fn reconcile_watched(
 
 /// The error policy: backoff per OMJob ([`controller::backoff`]).
 pub fn error_policy(omjob: Arc<decode::Lenient<OMJob>>, error: &Error, shared: Arc<Shared>) -> Requeue {
-    let key = format!("{}/{}", omjob.namespace().unwrap_or_default(), omjob.name_any());
-    controller::retry_after_failure(CONTROLLER, &key, error, &shared.ctx.metrics, &shared.backoff)
+    controller::retry_after_failure(CONTROLLER, &*omjob, error, &shared.ctx.metrics, &shared.backoff)
 }
 
 /// The lane a decision belongs to: a stage that ended and the run moving on is a termination;
