@@ -109,6 +109,13 @@ impl Capabilities {
         self.additive(kind).load(Ordering::Relaxed) != PRUNED
     }
 
+    /// Whether a status write's answer has shown that the CRD keeps the additive status fields
+    /// (not merely that nothing has shown otherwise yet).
+    #[must_use]
+    pub fn additive_status_shown_kept(&self, kind: StatusKind) -> bool {
+        self.additive(kind).load(Ordering::Relaxed) == KEPT
+    }
+
     /// Records what a status write's answer showed. Returns true when this changed what was
     /// known to "pruned", so the caller logs it once.
     pub fn learn_additive_status(&self, kind: StatusKind, kept: bool) -> bool {
@@ -214,6 +221,10 @@ mod tests {
     fn additive_status_is_assumed_kept_until_a_write_shows_it_pruned() {
         let c = Capabilities::default();
         assert!(c.additive_status_kept(StatusKind::OMJob));
+        assert!(
+            !c.additive_status_shown_kept(StatusKind::OMJob),
+            "assumed, not shown"
+        );
         assert!(c.learn_additive_status(StatusKind::OMJob, false));
         assert!(!c.learn_additive_status(StatusKind::OMJob, false), "logged once");
         assert!(!c.additive_status_kept(StatusKind::OMJob));
@@ -223,5 +234,6 @@ mod tests {
         );
         assert!(!c.learn_additive_status(StatusKind::OMJob, true));
         assert!(c.additive_status_kept(StatusKind::OMJob));
+        assert!(c.additive_status_shown_kept(StatusKind::OMJob));
     }
 }

@@ -15,7 +15,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams},
     runtime::{WatchStreamExt as _, watcher},
 };
-use omjob_api::{OMJob, Phase};
+use omjob_api::{OMJob, Phase, annotations};
 use omjob_operator::omjob::decide::Settings;
 use omjob_testbed::node;
 use serde_json::{Value, json};
@@ -48,6 +48,28 @@ async fn a_successful_run_ends_succeeded_after_one_exit_handler_told_success() {
         h.omjobs().get_opt("ok").await.unwrap().is_some(),
         "the OMJob itself stays"
     );
+
+    // The first run's status writes showed that this CRD keeps the additive status fields, so
+    // a later run is recorded in its status alone: no outcome or attempt annotations.
+    h.create(omjob(&h, "again", "echo ingesting", |_| {})).await;
+    let again = wait_phase(&h, "again", LIMIT).await;
+    assert_eq!(again.status.unwrap().reason.as_deref(), Some("Completed"));
+    let written: Vec<_> = again
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .into_keys()
+        .filter(|k| {
+            [
+                annotations::MAIN_OUTCOME,
+                annotations::MAIN_EXIT_CODE,
+                annotations::EXIT_HANDLER_ATTEMPTS,
+            ]
+            .contains(&k.as_str())
+        })
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+    assert_eq!(h.exit_runs("again"), ["success 0 Completed"]);
 }
 
 #[tokio::test]

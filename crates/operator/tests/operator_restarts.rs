@@ -56,16 +56,16 @@ enum Boundary {
     AfterMainPodCreate,
     /// The status write of phase Running was stored; the operator never saw the answer.
     AfterRunningWritten,
-    /// The main pod has finished; the first write recording that never reached the API server.
-    BeforeMainEndRecorded,
-    /// The main stage's outcome annotation was stored; the ExitHandlerRunning status write was
-    /// never made (the crash between the two writes that `bookkeeping::hydrate` resumes from).
-    AfterOutcomeAnnotated,
-    /// ExitHandlerRunning (attempt 1) is stored; the exit pod's create never reached the API
-    /// server.
+    /// The main pod has finished; the exit pod's create, the first write after it, never
+    /// reached the API server: nothing records the main stage's end.
     BeforeExitPodCreate,
-    /// The exit pod was created; the operator never saw the answer.
+    /// The exit pod was created (exit pod first); the operator never saw the answer, so the
+    /// status still says the main stage is open.
     AfterExitPodCreate,
+    /// The status write that records the main stage's end and names the exit pod was stored;
+    /// the operator never saw the answer. Its phase is ExitHandlerRunning, or already Succeeded
+    /// when the exit pod finished before the write (the simulated node runs it in milliseconds).
+    AfterMainEndRecorded,
     /// The exit pod has finished; the terminal status write never reached the API server.
     BeforeTerminalWritten,
     /// The terminal status (Succeeded) was stored; the finalizer is still held.
@@ -78,14 +78,11 @@ impl fmt::Display for Boundary {
             Self::BeforeMainPodCreate => "before the main pod's create reached the API server",
             Self::AfterMainPodCreate => "after the main pod's create was stored, before its answer",
             Self::AfterRunningWritten => "after the Running status was stored, before its answer",
-            Self::BeforeMainEndRecorded => {
-                "before the first write recording the main pod's end reached the API server"
-            }
-            Self::AfterOutcomeAnnotated => {
-                "after the outcome annotation was stored, before the ExitHandlerRunning status write"
-            }
             Self::BeforeExitPodCreate => "before the exit pod's create reached the API server",
             Self::AfterExitPodCreate => "after the exit pod's create was stored, before its answer",
+            Self::AfterMainEndRecorded => {
+                "after the status recording the main stage's end was stored, before its answer"
+            }
             Self::BeforeTerminalWritten => "before the terminal status write reached the API server",
             Self::AfterTerminalWritten => {
                 "after the terminal status was stored, before the finalizer was released"
@@ -132,14 +129,13 @@ impl Left {
 impl Boundary {
     fn when(self) -> When {
         match self {
-            Self::BeforeMainPodCreate
-            | Self::BeforeMainEndRecorded
-            | Self::BeforeExitPodCreate
-            | Self::BeforeTerminalWritten => When::Before,
+            Self::BeforeMainPodCreate | Self::BeforeExitPodCreate | Self::BeforeTerminalWritten => {
+                When::Before
+            }
             Self::AfterMainPodCreate
             | Self::AfterRunningWritten
-            | Self::AfterOutcomeAnnotated
             | Self::AfterExitPodCreate
+            | Self::AfterMainEndRecorded
             | Self::AfterTerminalWritten => When::After,
         }
     }
@@ -156,25 +152,16 @@ impl Boundary {
 
     /// The request that trips the kill.
     fn is(self, c: &Call, ns: &str, name: &str) -> bool {
-        let records_main_end = || {
-            (c.writes_omjob(ns, name, None)
-                && !c.body["metadata"]["annotations"][annotations::MAIN_OUTCOME].is_null())
-                || (c.writes_omjob(ns, name, Some("status"))
-                    && (!c.body["status"]["reason"].is_null()
-                        || c.body["status"]["phase"] == Phase::ExitHandlerRunning.as_str()))
-        };
         match self {
             Self::BeforeMainPodCreate | Self::AfterMainPodCreate => {
                 c.creates_pod(ns, &format!("{name}-main"))
             }
             Self::AfterRunningWritten => c.writes_phase(ns, name, Phase::Running),
-            Self::BeforeMainEndRecorded => records_main_end(),
-            Self::AfterOutcomeAnnotated => {
-                c.writes_omjob(ns, name, None)
-                    && !c.body["metadata"]["annotations"][annotations::MAIN_OUTCOME].is_null()
-            }
             Self::BeforeExitPodCreate | Self::AfterExitPodCreate => {
                 c.creates_pod(ns, &format!("{name}-exit"))
+            }
+            Self::AfterMainEndRecorded => {
+                c.writes_omjob(ns, name, Some("status")) && !c.body["status"]["reason"].is_null()
             }
             Self::BeforeTerminalWritten | Self::AfterTerminalWritten => {
                 c.writes_phase(ns, name, Phase::Succeeded)
@@ -210,36 +197,27 @@ impl Boundary {
             Self::AfterRunningWritten => {
                 l.phase() == Some(Phase::Running) && l.main.is_some() && !main_finished && outcome.is_none()
             }
-            Self::BeforeMainEndRecorded => main_finished && l.main_stage_open() && outcome.is_none(),
-            Self::AfterOutcomeAnnotated => {
-                main_finished && l.main_stage_open() && outcome == Some("Completed")
-            }
             Self::BeforeExitPodCreate => {
-                l.phase() == Some(Phase::ExitHandlerRunning)
-                    && l.annotation(annotations::EXIT_HANDLER_ATTEMPTS) == Some("1")
+                main_finished && l.main_stage_open() && outcome.is_none() && l.exit.is_none()
             }
-            Self::AfterExitPodCreate => l.phase() == Some(Phase::ExitHandlerRunning) && l.exit.is_some(),
+            // The window exit pod first opens: the pod exists, nothing else records the end.
+            Self::AfterExitPodCreate => main_finished && l.main_stage_open() && l.exit.is_some(),
+            Self::AfterMainEndRecorded => {
+                matches!(l.phase(), Some(Phase::ExitHandlerRunning | Phase::Succeeded))
+                    && l.exit.is_some()
+                    && status.as_ref().and_then(|s| s.exit_handler_pod_name.as_deref()) == Some("job-exit")
+            }
             Self::BeforeTerminalWritten => {
                 l.phase() == Some(Phase::ExitHandlerRunning) && exit_finished && runs.len() == 1
             }
             Self::AfterTerminalWritten => l.phase() == Some(Phase::Succeeded) && l.holds_finalizer(),
         };
         assert!(ok, "{state}");
-        // No exit pod before its attempt is recorded, whatever the boundary.
-        if l.exit.is_some() {
-            assert_eq!(
-                l.annotation(annotations::EXIT_HANDLER_ATTEMPTS),
-                Some("1"),
-                "{state}"
-            );
-        }
         if matches!(
             self,
             Self::BeforeMainPodCreate
                 | Self::AfterMainPodCreate
                 | Self::AfterRunningWritten
-                | Self::BeforeMainEndRecorded
-                | Self::AfterOutcomeAnnotated
                 | Self::BeforeExitPodCreate
         ) {
             assert!(l.exit.is_none(), "{state}");
@@ -251,6 +229,18 @@ impl Boundary {
 /// there, starts a new operator, and checks the OMJob ends Succeeded with exactly one
 /// exit-handler run and one exit pod, and its finalizer released.
 async fn kill_at(prefix: &str, at: Boundary) {
+    kill_at_then(prefix, at, Meanwhile::Nothing).await;
+}
+
+/// What happens to the cluster between the kill and the new operator's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meanwhile {
+    Nothing,
+    /// The (finished) main pod is deleted, and gone before the new operator starts.
+    DeleteMainPod,
+}
+
+async fn kill_at_then(prefix: &str, at: Boundary, meanwhile: Meanwhile) {
     let h = Harness::prepare(prefix).await;
     let name = "job";
     let gate = h.trace_dir.path().join("main-may-end");
@@ -284,6 +274,11 @@ async fn kill_at(prefix: &str, at: Boundary) {
         ),
     );
 
+    if meanwhile == Meanwhile::DeleteMainPod {
+        h.delete_pod(&format!("{name}-main")).await;
+        let main = format!("{name}-main");
+        until(h.pods(), &main, "deletion", LIMIT, |p: Option<&Pod>| p.is_none()).await;
+    }
     open(&gate);
     let second = OperatorProcess::start(&h, &Options::single("second"));
     let done = wait_phase(&h, name, LIMIT).await;
@@ -317,23 +312,28 @@ async fn killed_right_after_running_is_written() {
 }
 
 #[tokio::test]
-async fn killed_as_it_records_the_end_of_the_main_stage() {
-    kill_at("k-main-end", Boundary::BeforeMainEndRecorded).await;
-}
-
-#[tokio::test]
-async fn killed_between_the_outcome_annotation_and_the_exit_handler_running_status() {
-    kill_at("k-annotated", Boundary::AfterOutcomeAnnotated).await;
-}
-
-#[tokio::test]
-async fn killed_between_the_exit_handler_running_status_and_the_exit_pod_create() {
+async fn killed_as_it_creates_the_exit_pod_before_anything_records_the_main_stage_end() {
     kill_at("k-exit-before", Boundary::BeforeExitPodCreate).await;
 }
 
 #[tokio::test]
 async fn killed_after_the_exit_pod_is_created_before_the_operator_hears_of_it() {
     kill_at("k-exit-after", Boundary::AfterExitPodCreate).await;
+}
+
+#[tokio::test]
+async fn killed_after_the_exit_pod_is_created_and_the_main_pod_deleted_while_no_operator_runs() {
+    kill_at_then(
+        "k-exit-nomain",
+        Boundary::AfterExitPodCreate,
+        Meanwhile::DeleteMainPod,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn killed_after_the_main_stage_end_and_the_exit_pod_are_recorded() {
+    kill_at("k-main-end", Boundary::AfterMainEndRecorded).await;
 }
 
 #[tokio::test]
@@ -382,7 +382,8 @@ async fn stages_that_end_while_no_operator_runs_are_caught_up_once() {
     until(h.pods(), "job-main", "main pod finish", LIMIT, pod_finished).await;
 
     // Second operator: catches the main stage's end up, and is killed once the exit pod is
-    // created; then the exit pod ends with no operator.
+    // created (first, before the status records the end); then the exit pod ends with no
+    // operator.
     let proxy = ApiProxy::start(h.operator.clone()).await;
     let tripped = proxy.trip(When::After, move |c| c.creates_pod(&ns, "job-exit"));
     let kubeconfig = proxy.write_kubeconfig(&h.trace_dir.path().join("second.kubeconfig"), h.ns());
@@ -394,7 +395,8 @@ async fn stages_that_end_while_no_operator_runs_are_caught_up_once() {
     second.kill();
     assert_eq!(
         h.omjobs().get("job").await.unwrap().status.and_then(|s| s.phase),
-        Some(Phase::ExitHandlerRunning)
+        Some(Phase::Running),
+        "the exit pod is created before the status records the main stage's end"
     );
     open(&exit_gate);
     until(h.pods(), "job-exit", "exit pod finish", LIMIT, pod_finished).await;

@@ -34,8 +34,8 @@ use crate::{
     omjob::{self, outcome, recent::Recent},
 };
 
-/// Termination permits per `RECONCILIATION_THREADS`. A termination is three short writes (the
-/// outcome annotation, the status, the exit pod); with only as many permits as routine work,
+/// Termination permits per `RECONCILIATION_THREADS`. A termination is two short writes (the
+/// exit pod, then the status); with only as many permits as routine work,
 /// 100 main stages ending together queued for 1.7 s (p50) on the bench while the API server
 /// answered a bare client's creates in 134 ms, so the lane is sized for bursts, not threads.
 pub const TERMINATION_PERMITS_PER_THREAD: usize = 10;

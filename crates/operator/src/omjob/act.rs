@@ -89,8 +89,20 @@ impl Run<'_> {
         );
     }
 
-    /// The bookkeeping annotations `d` needs that the OMJob does not carry yet.
+    /// The bookkeeping annotations `d` needs that the OMJob does not carry yet; none once a
+    /// status write has shown that the CRD keeps the additive status fields, where the status
+    /// itself is the record (the annotations are for CRDs that prune it, and for a process that
+    /// has not written a status yet and so cannot know which kind it runs under).
     fn bookkeeping_patch(&self, d: &Decision) -> Option<serde_json::Value> {
+        if self
+            .shared
+            .ctx
+            .settings
+            .capabilities
+            .additive_status_shown_kept(StatusKind::OMJob)
+        {
+            return None;
+        }
         let current = bookkeeping::Recorded::from_annotations(self.omjob.metadata.annotations.as_ref());
         bookkeeping::Recorded::from_status(&d.status).patch_over(&current)
     }
@@ -110,7 +122,7 @@ impl Run<'_> {
     }
 
     /// Records the bookkeeping of `d` in the OMJob's annotations, where every CRD schema keeps
-    /// it ([`bookkeeping`]), before the status write and so before any exit pod it names.
+    /// it ([`bookkeeping`]), before the status write of the same decision.
     async fn write_bookkeeping(&mut self, d: &Decision) -> Result<(), Error> {
         let Some(patch) = self.bookkeeping_patch(d) else {
             return Ok(());
@@ -333,16 +345,16 @@ impl Run<'_> {
         }
     }
 
-    /// Pod `name` of `kind`, rendered from the OMJob's templates.
-    pub fn render(&self, kind: PodKind, name: &str) -> Result<Pod, Error> {
+    /// Pod `name` of `kind`, rendered from the OMJob's templates; an exit pod is told the main
+    /// outcome and the attempt of `status` (the decided one, which may not be written yet).
+    pub fn render(&self, kind: PodKind, name: &str, status: &omjob_api::OMJobStatus) -> Result<Pod, Error> {
         let spec = &self.omjob.spec;
         let (template, outcome) = match kind {
             PodKind::Main => (&spec.main_pod_spec, None),
             PodKind::ExitHandler => {
-                let status = self.omjob.status.clone().unwrap_or_default();
                 let outcome = MainOutcome {
                     exit_code: status.main_pod_exit_code,
-                    reason: status.reason.unwrap_or_else(|| "Error".into()),
+                    reason: status.reason.clone().unwrap_or_else(|| "Error".into()),
                 };
                 (
                     spec.exit_handler_spec.as_ref().unwrap_or(&spec.main_pod_spec),
@@ -364,8 +376,7 @@ impl Run<'_> {
             }
         }
         if let Some(o) = &outcome {
-            let status = self.omjob.status.as_ref();
-            let attempt = status.and_then(|s| s.exit_handler_attempts).unwrap_or(1);
+            let attempt = status.exit_handler_attempts.unwrap_or(1);
             let a = pod.metadata.annotations.get_or_insert_with(Default::default);
             a.insert(
                 omjob_api::annotations::EXIT_HANDLER_ATTEMPT.to_owned(),

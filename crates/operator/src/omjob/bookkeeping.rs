@@ -5,8 +5,11 @@
 //! server prunes the rest. So what the state machine resumes from beyond those fields is kept in
 //! annotations on the OMJob, which every schema keeps: the main stage's outcome, its exit code,
 //! and the exit-handler attempt count. They are written before the status write of the same
-//! decision, so before any exit pod of that attempt is created. The additive status fields
-//! (`reason`, `exitHandlerAttempts`, ...) are a readable copy that may be pruned.
+//! decision (so before the pod of a replacement attempt is created), whenever a status write's
+//! answer has not shown that the CRD keeps the additive status fields (`reason`,
+//! `exitHandlerAttempts`, ...); where it keeps them, the status is the record and the
+//! annotations are not written. The first exit pod needs neither: its name is its lock, and it
+//! carries the outcome it was told ([`told_outcome`]).
 //!
 //! [`hydrate`] folds the annotations back into the status before deciding, and adopts an OMJob
 //! the Java operator left in `ExitHandlerRunning` (upstream fields only, no annotations): its
@@ -151,6 +154,30 @@ pub fn given_pipeline_status(pod: &Pod) -> Option<String> {
         .find(|e| e.name == omjob_api::env::PIPELINE_STATUS)?
         .value
         .clone()
+}
+
+/// How the main stage ended, as an exit pod was told it: the reason and exit code in its
+/// environment (this operator's, and the Java operator's), else `pipelineStatus` alone
+/// (`success` is exit code 0).
+#[must_use]
+pub fn told_outcome(pod: &Pod) -> Option<(Termination, Option<i32>)> {
+    let env = pod.spec.as_ref()?.containers.first()?.env.as_ref();
+    let var = |name: &str| {
+        env?.iter()
+            .rev()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    let code = var(omjob_api::env::MAIN_POD_EXIT_CODE).and_then(|v| v.trim().parse().ok());
+    if let Some(reason) = var(omjob_api::env::MAIN_POD_TERMINATION_REASON).and_then(|v| v.parse().ok()) {
+        return Some((reason, code));
+    }
+    let given = given_pipeline_status(pod)?;
+    Some(if given == omjob_api::env::PIPELINE_STATUS_SUCCESS {
+        (Termination::Completed, Some(0))
+    } else {
+        (Termination::Error, code)
+    })
 }
 
 /// Refines an adopted exit stage's outcome from what its exit pod was told: a Java operator

@@ -10,9 +10,12 @@
 //!   on each pass;
 //! - pod names are deterministic (`<omjob>-main`, `<omjob>-exit`, `<omjob>-exit-<n>`) so a create
 //!   repeated after a crash finds the existing pod instead of starting a second one;
-//! - a new exit-handler attempt is recorded (annotation, then status) *before* its pod is created, and a further
-//!   attempt is made only after the previous pod was seen lost (deleted, evicted, or on a lost node)
-//!   before it finished, at most `max_exit_attempts` times.
+//! - the first exit pod's name is its lock, so it is created before the status naming it is
+//!   written (a restart in between finds it by name; a main pod deleted meanwhile ends the main
+//!   stage as the exit pod was told); a further attempt is recorded (in annotations where the
+//!   CRD prunes the status, then in the status) *before* its pod is created, and is made only
+//!   after the previous pod was seen lost (deleted, evicted, or on a lost node) before it
+//!   finished, at most `max_exit_attempts` times.
 
 use crate::events::reason;
 use std::time::Duration;
@@ -275,6 +278,16 @@ impl Builder<'_> {
         self.exit_stage();
     }
 
+    /// No main pod to judge from, while the first exit pod exists: that pod was created before
+    /// the decision naming it was written (exit pod first, as the Java operator also does), and
+    /// its main pod was deleted since or never made. The exit pod was told how the main stage
+    /// ended; the run records the same, with the message that outcome has.
+    fn ended_as_told(&mut self, exit: &Pod) {
+        let (termination, code) =
+            super::bookkeeping::told_outcome(exit).unwrap_or((Termination::Error, None));
+        self.main_ended(termination, code, None);
+    }
+
     fn pending(&mut self) {
         let obs = self.obs;
         if let Some(main) = obs.main {
@@ -300,12 +313,20 @@ impl Builder<'_> {
             );
             return;
         }
+        if let Some(exit) = obs.exit {
+            self.ended_as_told(exit);
+            return;
+        }
         self.actions.push(Action::CreateMain);
     }
 
     fn running(&mut self) {
         let obs = self.obs;
         let Some(main) = obs.main else {
+            if let Some(exit) = obs.exit {
+                self.ended_as_told(exit);
+                return;
+            }
             self.main_ended(
                 Termination::PodDeleted,
                 None,
@@ -551,7 +572,8 @@ fn set_condition(
 }
 
 /// Which pods a reconcile reads before deciding, as `(main, exit)`: the main pod while the main
-/// stage is open, the current exit pod once an exit-handler attempt is recorded, and both once a
+/// stage is open, the current exit pod while the main stage is open (the first exit pod is
+/// created before its attempt is written) and once an attempt is recorded, and both once a
 /// finished run's TTL is due (to know whether anything is left to clean up). What else a run needs
 /// is settled in its status, so the reconciles a run gets after each stage (its own status and
 /// finalizer writes, its pods' last events) cost no API reads. [`decide`] looks at no other pod.
@@ -562,7 +584,7 @@ pub fn pods_to_read(omjob: &OMJob, now: Timestamp) -> (bool, bool) {
         .and_then(|s| s.exit_handler_attempts)
         .is_some_and(|a| a >= 1);
     match status.and_then(|s| s.phase) {
-        None | Some(Phase::Pending | Phase::Running) => (true, attempted),
+        None | Some(Phase::Pending | Phase::Running) => (true, true),
         Some(Phase::ExitHandlerRunning) => (false, attempted),
         Some(Phase::Succeeded | Phase::Failed) => {
             let due = match (
@@ -702,10 +724,11 @@ mod tests {
 
     #[test]
     fn pods_are_read_only_while_a_stage_can_still_change_or_the_ttl_is_due() {
+        // The first exit pod may exist before its attempt is written (exit pod first).
         let fresh = omjob(json!(null), json!({}));
-        assert_eq!(pods_to_read(&fresh, at(0)), (true, false));
+        assert_eq!(pods_to_read(&fresh, at(0)), (true, true));
         let running = omjob(json!({"phase": "Running"}), json!({}));
-        assert_eq!(pods_to_read(&running, at(0)), (true, false));
+        assert_eq!(pods_to_read(&running, at(0)), (true, true));
         // Attempt recorded but Running still in status (a crash between the two writes).
         let recorded = omjob(json!({"phase": "Running", "exitHandlerAttempts": 1}), json!({}));
         assert_eq!(pods_to_read(&recorded, at(0)), (true, true));
@@ -774,7 +797,7 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_main_pod_records_the_outcome_before_the_exit_pod_is_created() {
+    fn a_finished_main_pod_decides_the_outcome_and_the_first_exit_pod() {
         let o = omjob(running_status(), json!({}));
         let main = pod("j-main", 0, terminated(137, "OOMKilled"));
         let d = decide(&obs(&o, Some(&main), None, 10), &Settings::default());
@@ -785,6 +808,66 @@ mod tests {
         assert_eq!(d.actions, [Action::CreateExit { attempt: 1 }]);
         // The pod name is only recorded once the pod is seen, so a lost pod can be told apart.
         assert_eq!(d.status.exit_handler_pod_name, None);
+
+        // Created first, it is seen by the next decision, which writes the end and the pod at once.
+        let exit = pod("j-exit", 10, json!({"phase": "Pending"}));
+        let d = decide(&obs(&o, Some(&main), Some(&exit), 10), &Settings::default());
+        assert_eq!(d.status.phase, Some(Phase::ExitHandlerRunning));
+        assert_eq!(d.status.reason.as_deref(), Some("OOMKilled"));
+        assert_eq!(d.status.exit_handler_pod_name.as_deref(), Some("j-exit"));
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+    }
+
+    #[test]
+    fn a_main_pod_deleted_after_its_exit_pod_was_created_ends_as_the_exit_pod_was_told() {
+        let env = |vars: &[(&str, &str)]| {
+            json!(
+                vars.iter()
+                    .map(|(k, v)| json!({"name": k, "value": v}))
+                    .collect::<Vec<_>>()
+            )
+        };
+        let cases = [
+            // As this operator tells it: the reason and the code.
+            (
+                env(&[
+                    ("pipelineStatus", "failed"),
+                    ("mainPodExitCode", "143"),
+                    ("mainPodTerminationReason", "PodDeleted"),
+                ]),
+                "PodDeleted",
+                Some(143),
+            ),
+            (
+                env(&[
+                    ("pipelineStatus", "success"),
+                    ("mainPodExitCode", "0"),
+                    ("mainPodTerminationReason", "Completed"),
+                ]),
+                "Completed",
+                Some(0),
+            ),
+            // As the Java operator tells it: pipelineStatus only.
+            (env(&[("pipelineStatus", "success")]), "Completed", Some(0)),
+            (env(&[("pipelineStatus", "failed")]), "Error", None),
+        ];
+        for (vars, reason, code) in cases {
+            let told = vars.to_string();
+            for status in [running_status(), json!({"phase": "Pending", "startTime": T0})] {
+                let o = omjob(status, json!({}));
+                let mut exit = pod("j-exit", 10, json!({"phase": "Running"}));
+                exit.spec = Some(
+                    serde_json::from_value(json!({"containers": [{"name": "exit", "env": vars}]})).unwrap(),
+                );
+                let d = decide(&obs(&o, None, Some(&exit), 11), &Settings::default());
+                assert_eq!(d.status.phase, Some(Phase::ExitHandlerRunning), "{told}");
+                assert_eq!(d.status.reason.as_deref(), Some(reason), "{told}");
+                assert_eq!(d.status.main_pod_exit_code, code, "{told}");
+                assert_eq!(d.status.exit_handler_pod_name.as_deref(), Some("j-exit"));
+                // Neither a second main stage nor a second exit pod.
+                assert!(d.actions.is_empty(), "{told}: {:?}", d.actions);
+            }
+        }
     }
 
     #[test]

@@ -195,35 +195,40 @@ pub fn strip_for_cache<K: kube::Resource>(obj: &mut K) {
     }
 }
 
+/// The variables of an exit pod that say how the main stage ended, and so are cached.
+const TOLD: [&str; 3] = [
+    omjob_api::env::PIPELINE_STATUS,
+    omjob_api::env::MAIN_POD_EXIT_CODE,
+    omjob_api::env::MAIN_POD_TERMINATION_REASON,
+];
+
 /// What the controller caches of a pod: what [`decide`], [`outcome`] and
-/// [`bookkeeping::given_pipeline_status`] read (metadata, the node it is bound to, its status,
-/// and the `pipelineStatus` variable of its first container, which is all an exit pod the Java
-/// operator made says about the main stage). Container specs, volumes and the rest of the env
-/// are most of a pod's size and are never read back.
+/// [`bookkeeping::told_outcome`] read (metadata, the node it is bound to, its status, and the
+/// variables of its first container that tell an exit pod how the main stage ended; a Java
+/// operator's exit pod has `pipelineStatus` only). Container specs, volumes and the rest of the
+/// env are most of a pod's size and are never read back.
 pub fn strip_pod_for_cache(pod: &mut Pod) {
     use k8s_openapi::api::core::v1::{Container, PodSpec};
     strip_for_cache(pod);
     if let Some(spec) = pod.spec.as_mut() {
-        let given = spec
+        let told: Vec<_> = spec
             .containers
-            .first()
-            .and_then(|c| c.env.as_ref())
-            .and_then(|env| {
-                env.iter()
-                    .rev()
-                    .find(|e| e.name == omjob_api::env::PIPELINE_STATUS)
-                    .cloned()
-            });
+            .first_mut()
+            .and_then(|c| c.env.take())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| TOLD.contains(&e.name.as_str()))
+            .collect();
         *spec = PodSpec {
             node_name: spec.node_name.take(),
-            containers: given
-                .map(|e| {
-                    vec![Container {
-                        env: Some(vec![e]),
-                        ..Container::default()
-                    }]
-                })
-                .unwrap_or_default(),
+            containers: if told.is_empty() {
+                Vec::new()
+            } else {
+                vec![Container {
+                    env: Some(told),
+                    ..Container::default()
+                }]
+            },
             ..PodSpec::default()
         };
     }
@@ -291,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn cached_pods_keep_their_node_status_and_the_pipeline_status_they_were_given() {
+    fn cached_pods_keep_their_node_status_and_the_outcome_they_were_told() {
         let mut pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": "j-exit", "namespace": "ns", "annotations": {"a": "b"}},
             "spec": {
@@ -299,7 +304,9 @@ mod tests {
                 "serviceAccountName": "sa",
                 "containers": [{"name": "exit", "image": "i", "command": ["sh"], "env": [
                     {"name": "config", "value": "a large workflow config"},
-                    {"name": "pipelineStatus", "value": "success"}
+                    {"name": "pipelineStatus", "value": "success"},
+                    {"name": "mainPodExitCode", "value": "0"},
+                    {"name": "mainPodTerminationReason", "value": "Completed"}
                 ]}]
             },
             "status": {"phase": "Running"}
@@ -313,8 +320,12 @@ mod tests {
             bookkeeping::given_pipeline_status(&pod).as_deref(),
             Some("success")
         );
+        assert_eq!(
+            bookkeeping::told_outcome(&pod),
+            Some((omjob_api::Termination::Completed, Some(0)))
+        );
         let env = spec.containers[0].env.as_ref().unwrap();
-        assert_eq!(env.len(), 1, "only pipelineStatus is kept: {env:?}");
+        assert_eq!(env.len(), 3, "only what the exit pod was told is kept: {env:?}");
         assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
         assert!(pod.metadata.annotations.is_some());
     }

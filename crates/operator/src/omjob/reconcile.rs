@@ -4,12 +4,12 @@
 //!
 //! The one reason to decide again inside a reconcile is the **fast path after a create**: a
 //! pod just created is fed into the next decision at once instead of waiting for its watch
-//! event, so that "main pod ended → record the attempt → create the exit pod" and "create the
-//! main pod → record it in the status" each finish in the reconcile that started them. The
-//! longest chain is four acting passes (finalizer and main pod; the status that records the
-//! main pod; or, at the other end, the attempt and the exit pod; the status that records the
-//! exit pod), so a reconcile stops after [`MAX_PASSES`] and looks again at once if the OMJob
-//! is still moving.
+//! event, so that "main pod ended → create the exit pod → record the end and the pod" and
+//! "create the main pod → record it in the status" each finish in the reconcile that started
+//! them. A chain is two acting passes (finalizer and main pod, then the status; the first exit
+//! pod, then the status; a replacement attempt's status and pod, then the status naming it),
+//! and a reconcile that starts as one chain ends can run into the next, so it stops after
+//! [`MAX_PASSES`] and looks again at once if the OMJob is still moving.
 
 use std::{sync::Arc, time::Duration};
 
@@ -206,7 +206,7 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
         }
         if d.actions.contains(&Action::CreateMain) {
             // No intent to record: the main pod's name is the lock.
-            let pod = run.render(PodKind::Main, &main_name)?;
+            let pod = run.render(PodKind::Main, &main_name, &d.status)?;
             match run.create_pod(&pod, PodKind::Main).await? {
                 Ok((_, fresh)) => {
                     if fresh {
@@ -221,7 +221,15 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
             }
             continue;
         }
-        // Record the decision (and with it any new exit-handler attempt) before acting on it.
+        if d.actions == [Action::CreateExit { attempt: 1 }] {
+            // Exit pod first: the first attempt's name is the lock, as the main pod's is, so it
+            // is created before the decision that names it is written, and the next pass writes
+            // the main stage's end and the pod in one status write. Later attempts are recorded
+            // first (below): their number is what a restart must not forget.
+            exit_create_error = create_exit(&run, &d, 1, main.as_ref()).await?;
+            continue;
+        }
+        // Record the decision (and with it any later exit-handler attempt) before acting on it.
         run.write_status(&d).await?;
         for note in &d.events {
             run.publish(note);
@@ -243,27 +251,40 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
         if let Some(Action::CreateExit { attempt }) =
             d.actions.iter().find(|a| matches!(a, Action::CreateExit { .. }))
         {
-            let exit_name = exit_pod_name(&name, *attempt);
-            let pod = run.render(PodKind::ExitHandler, &exit_name)?;
-            match run.create_pod(&pod, PodKind::ExitHandler).await? {
-                Ok((_, fresh)) => {
-                    if fresh {
-                        run.publish(&decide::EventNote {
-                            reason: reason::EXIT_HANDLER_CREATED,
-                            note: format!("Created exit handler pod: {exit_name}"),
-                            warning: false,
-                        });
-                    }
-                    if let Some(finished) = main.as_ref().and_then(main_finished_at) {
-                        let secs = ctx.clock.now().duration_since(finished).as_secs_f64().max(0.0);
-                        ctx.metrics.exit_handler_latency(secs);
-                    }
-                }
-                Err(msg) => exit_create_error = Some(msg),
-            }
+            exit_create_error = create_exit(&run, &d, *attempt, main.as_ref()).await?;
             continue;
         }
         return Ok(requeue_of(&d));
+    }
+}
+
+/// Creates the exit pod of `attempt`, told the outcome `d` decided; returns why the API server
+/// refused it for good, if it did.
+async fn create_exit(
+    run: &Run<'_>,
+    d: &Decision,
+    attempt: i32,
+    main: Option<&k8s_openapi::api::core::v1::Pod>,
+) -> Result<Option<String>, Error> {
+    let exit_name = exit_pod_name(&run.name, attempt);
+    let pod = run.render(PodKind::ExitHandler, &exit_name, &d.status)?;
+    match run.create_pod(&pod, PodKind::ExitHandler).await? {
+        Ok((_, fresh)) => {
+            if fresh {
+                run.publish(&decide::EventNote {
+                    reason: reason::EXIT_HANDLER_CREATED,
+                    note: format!("Created exit handler pod: {exit_name}"),
+                    warning: false,
+                });
+                if let Some(finished) = main.and_then(main_finished_at) {
+                    let ctx = &run.shared.ctx;
+                    let secs = ctx.clock.now().duration_since(finished).as_secs_f64().max(0.0);
+                    ctx.metrics.exit_handler_latency(secs);
+                }
+            }
+            Ok(None)
+        }
+        Err(msg) => Ok(Some(msg)),
     }
 }
 
