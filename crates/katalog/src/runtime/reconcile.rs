@@ -661,6 +661,19 @@ struct Target {
     object_ref: ObjectRef,
 }
 
+impl Target {
+    /// The object as the API server has it now, or `None` when it does not exist.
+    async fn read(&self) -> Result<Option<DynamicObject>, Error> {
+        self.api
+            .get_opt(&self.object_ref.name)
+            .await
+            .map_err(|source| Error::GetChild {
+                child: self.label.clone(),
+                source,
+            })
+    }
+}
+
 fn target(ctx: &Context, object: &Value) -> Result<Target, Error> {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let kind = object["kind"].as_str().unwrap_or_default();
@@ -1013,14 +1026,7 @@ async fn on_delete(ctx: &Context, obj: &DynamicObject) -> Result<Progress, Error
         let mut presence = Vec::with_capacity(group.objects.len());
         for r in &group.objects {
             let t = ref_target(ctx, r)?;
-            let found = t
-                .api
-                .get_opt(&t.object_ref.name)
-                .await
-                .map_err(|source| Error::GetChild {
-                    child: t.label.clone(),
-                    source,
-                })?;
+            let found = t.read().await?;
             presence.push(match found {
                 None => Presence::Absent,
                 Some(o) if o.metadata.deletion_timestamp.is_some() => Presence::Terminating,
@@ -1074,14 +1080,7 @@ async fn on_delete(ctx: &Context, obj: &DynamicObject) -> Result<Progress, Error
         }
         // Read from the API server, not the cache: the delete path must not depend on the
         // entry watching Jobs.
-        let job = t
-            .api
-            .get_opt(&t.object_ref.name)
-            .await
-            .map_err(|source| Error::GetChild {
-                child: t.label.clone(),
-                source,
-            })?;
+        let job = t.read().await?;
         let outcome = job
             .as_ref()
             .and_then(|j| job_outcome(&serde_json::to_value(j).unwrap_or(Value::Null)));

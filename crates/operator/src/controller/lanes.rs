@@ -37,18 +37,6 @@ pub struct Lanes {
     waiting: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
-/// Removes a waiter's registration however its wait ends.
-struct Registered<'a> {
-    lanes: &'a Lanes,
-    key: &'a str,
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        self.lanes.lock().remove(self.key);
-    }
-}
-
 impl Lanes {
     /// `routine` permits for routine work and `termination` for terminations.
     #[must_use]
@@ -66,8 +54,9 @@ impl Lanes {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers `key` as about to decide: a [`Lanes::wake`] from now on ends its next routine
-    /// wait early, even one that starts after the wake (the wake is remembered).
+    /// Registers `key` as deciding until [`Lanes::done`]: a [`Lanes::wake`] from now on ends
+    /// its next routine wait early, even one that starts after the wake (the wake is
+    /// remembered). The caller calls `done` however its reconcile ends.
     pub fn watch(&self, key: &str) -> Arc<Notify> {
         self.lock()
             .entry(key.to_owned())
@@ -75,10 +64,9 @@ impl Lanes {
             .clone()
     }
 
-    /// Waits for a permit of `lane`. A routine wait also ends when `key`'s [`Notify`] (from
-    /// [`Lanes::watch`]) fires.
-    pub async fn enter<'a>(&'a self, lane: Lane, key: &'a str, woken: &Notify) -> Entry<'a> {
-        let _registered = Registered { lanes: self, key };
+    /// Waits for a permit of `lane`. A routine wait also ends when the [`Notify`] that
+    /// [`Lanes::watch`] gave fires.
+    pub async fn enter<'a>(&'a self, lane: Lane, woken: &Notify) -> Entry<'a> {
         let permit = match lane {
             Lane::Termination => self.termination.acquire().await,
             Lane::Routine => tokio::select! {
@@ -91,7 +79,7 @@ impl Lanes {
         permit.map_or(Entry::Woken, Entry::Permit)
     }
 
-    /// Drops `key`'s registration without waiting (its decision needed no permit).
+    /// Ends `key`'s registration.
     pub fn done(&self, key: &str) {
         self.lock().remove(key);
     }
@@ -120,20 +108,16 @@ mod tests {
     async fn a_termination_does_not_wait_for_busy_routine_permits() {
         let lanes = Lanes::new(1, 1);
         let n = lanes.watch("ns/a");
-        let held = lanes.enter(Lane::Routine, "ns/a", &n).await;
+        let held = lanes.enter(Lane::Routine, &n).await;
         assert!(matches!(held, Entry::Permit(_)));
         let n2 = lanes.watch("ns/b");
-        let t = tokio::time::timeout(
-            Duration::from_secs(1),
-            lanes.enter(Lane::Termination, "ns/b", &n2),
-        )
-        .await;
+        let t = tokio::time::timeout(Duration::from_secs(1), lanes.enter(Lane::Termination, &n2)).await;
         assert!(
             matches!(t, Ok(Entry::Permit(_))),
             "the termination lane has its own permit"
         );
         let n3 = lanes.watch("ns/c");
-        let r = tokio::time::timeout(Duration::from_secs(1), lanes.enter(Lane::Routine, "ns/c", &n3)).await;
+        let r = tokio::time::timeout(Duration::from_secs(1), lanes.enter(Lane::Routine, &n3)).await;
         assert!(r.is_err(), "a second routine reconcile waits for the first");
     }
 
@@ -141,24 +125,27 @@ mod tests {
     async fn a_woken_routine_wait_ends_early_and_a_wake_before_the_wait_is_kept() {
         let lanes = Arc::new(Lanes::new(1, 1));
         let n = lanes.watch("ns/a");
-        let _held = lanes.enter(Lane::Routine, "ns/a", &n).await;
+        let _held = lanes.enter(Lane::Routine, &n).await;
         let nb = lanes.watch("ns/b");
         let waiter = {
             let lanes = lanes.clone();
             let nb = nb.clone();
-            tokio::spawn(async move { matches!(lanes.enter(Lane::Routine, "ns/b", &nb).await, Entry::Woken) })
+            tokio::spawn(async move { matches!(lanes.enter(Lane::Routine, &nb).await, Entry::Woken) })
         };
         tokio::task::yield_now().await;
         lanes.wake("ns/b");
         assert!(waiter.await.unwrap(), "woken while waiting");
-        assert_eq!(lanes.waiting(), 0, "registration gone after the wait");
+        assert_eq!(lanes.waiting(), 2, "a and b are registered until done");
+        lanes.done("ns/b");
         let nc = lanes.watch("ns/c");
         lanes.wake("ns/c");
         assert!(
-            matches!(lanes.enter(Lane::Routine, "ns/c", &nc).await, Entry::Woken),
+            matches!(lanes.enter(Lane::Routine, &nc).await, Entry::Woken),
             "woken before waiting"
         );
         lanes.wake("ns/unknown");
+        lanes.done("ns/a");
+        lanes.done("ns/c");
         assert_eq!(lanes.waiting(), 0);
     }
 }

@@ -52,11 +52,11 @@ fn owner_key(pod: &Pod) -> Option<String> {
         .map(|r| format!("{ns}/{}", r.name))
 }
 
-/// Sends `obj` to every subscriber still listening.
-fn fan_out<K>(subscribers: &[mpsc::UnboundedSender<Arc<K>>], obj: &Arc<K>) {
-    for s in subscribers {
+/// Sends `obj` to the controller, if it runs (each controller can be turned off).
+fn hand_on<K>(controller: Option<&mpsc::UnboundedSender<Arc<K>>>, obj: &Arc<K>) {
+    if let Some(tx) = controller {
         // A closed channel is a controller that stopped (shutdown): nothing to deliver.
-        let _ = s.unbounded_send(obj.clone());
+        let _ = tx.unbounded_send(obj.clone());
     }
 }
 
@@ -135,18 +135,16 @@ pub async fn run(
     let mut cron_triggers = Vec::new();
     let mut pod_triggers = Vec::new();
     for (i, (scope, writer)) in scopes.iter().zip(omjob_writers).enumerate() {
-        let mut to_omjob = Vec::new();
-        let mut to_cron = Vec::new();
-        if omjob_shared.is_some() {
+        let to_omjob = omjob_shared.as_ref().map(|_| {
             let (tx, rx) = mpsc::unbounded();
-            to_omjob.push(tx);
             omjob_triggers.push(rx);
-        }
-        if cron_shared.is_some() {
+            tx
+        });
+        let to_cron = cron_shared.as_ref().map(|_| {
             let (tx, rx) = mpsc::unbounded();
-            to_cron.push(tx);
             cron_triggers.push(rx);
-        }
+            tx
+        });
         let forget = omjob_shared.clone();
         watches.push(
             watcher(
@@ -161,8 +159,8 @@ pub async fn run(
                     Err(e) => report_watch_error("omjobs", &e),
                     Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
                         let o = Arc::new(o);
-                        fan_out(&to_omjob, &o);
-                        fan_out(&to_cron, &o);
+                        hand_on(to_omjob.as_ref(), &o);
+                        hand_on(to_cron.as_ref(), &o);
                     }
                     Ok(watcher::Event::Delete(o)) => {
                         // A deleted OMJob's last write here is no longer anyone's to prefer;
@@ -174,7 +172,7 @@ pub async fn run(
                                 &[],
                             );
                         }
-                        fan_out(&to_cron, &Arc::new(o));
+                        hand_on(to_cron.as_ref(), &Arc::new(o));
                     }
                     Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
                 }

@@ -109,16 +109,22 @@ impl Run<'_> {
 
     /// Whether writing `d` changes anything on the server.
     pub fn writes(&self, d: &Decision) -> bool {
-        self.bookkeeping_patch(d).is_some() || {
-            let additive = self
-                .shared
-                .ctx
-                .settings
-                .capabilities
-                .additive_status_kept(StatusKind::OMJob);
-            bookkeeping::kept(&self.served.clone().unwrap_or_default(), additive)
-                != bookkeeping::kept(&d.status, additive)
-        }
+        self.bookkeeping_patch(d).is_some() || self.status_change(d).is_some()
+    }
+
+    /// The status `d` decided, as the server keeps it, when that differs from the served one.
+    /// Compared as kept: under a CRD that prunes the additive fields the served status never
+    /// has them, and comparing them would rewrite on every pass.
+    fn status_change(&self, d: &Decision) -> Option<omjob_api::OMJobStatus> {
+        let additive = self
+            .shared
+            .ctx
+            .settings
+            .capabilities
+            .additive_status_kept(StatusKind::OMJob);
+        let served = bookkeeping::kept(&self.served.clone().unwrap_or_default(), additive);
+        let wanted = bookkeeping::kept(&d.status, additive);
+        (served != wanted).then_some(wanted)
     }
 
     /// Records the bookkeeping of `d` in the OMJob's annotations, where every CRD schema keeps
@@ -147,16 +153,11 @@ impl Run<'_> {
         let ctx = &self.shared.ctx;
         let current = self.omjob.status.clone().unwrap_or_default();
         let caps = &ctx.settings.capabilities;
-        let additive = caps.additive_status_kept(StatusKind::OMJob);
-        // Compared as the server keeps them: under a CRD that prunes the additive fields the
-        // served status never has them, and comparing them would rewrite on every pass.
-        let served = bookkeeping::kept(&self.served.clone().unwrap_or_default(), additive);
-        let wanted = bookkeeping::kept(&d.status, additive);
-        if served == wanted {
+        let Some(wanted) = self.status_change(d) else {
             self.omjob.status = Some(d.status.clone());
             self.shared.recent.wrote(&self.omjob);
             return Ok(());
-        }
+        };
         // A JSON merge patch, not server-side apply: under a CRD without the additive fields
         // (OpenMetadata's chart) the API server refuses an apply that names them (HTTP 500
         // "field not declared in schema") but prunes them from a merge patch. Reading the CRD

@@ -178,7 +178,7 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
         }
         if permit.is_none() {
             let lane = lane_of(run.omjob.status.as_ref().and_then(|s| s.phase), &d);
-            match shared.lanes.enter(lane, key, &woken).await {
+            match shared.lanes.enter(lane, &woken).await {
                 Entry::Permit(p) => permit = Some(p),
                 // Its main pod ended while it waited: decide again, now as a termination.
                 Entry::Woken => {}

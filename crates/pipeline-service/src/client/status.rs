@@ -37,7 +37,7 @@ fn permissions(workloads: &dyn Workloads) -> Vec<(String, String, &'static str)>
     let core = |resource: &str, verb| (String::new(), resource.to_owned(), verb);
     let mut p = Vec::new();
     for resource in ["configmaps", "secrets"] {
-        for verb in ["get", "create", "update", "patch", "delete"] {
+        for verb in ["get", "create", "patch", "delete"] {
             p.push(core(resource, verb));
         }
     }
@@ -51,7 +51,7 @@ fn permissions(workloads: &dyn Workloads) -> Vec<(String, String, &'static str)>
     for verb in ["get", "list", "create", "delete"] {
         p.push((runs.group.clone(), runs.plural.clone(), verb));
     }
-    for verb in ["get", "create", "update", "patch", "delete"] {
+    for verb in ["get", "create", "patch", "delete"] {
         p.push((crons.group.clone(), crons.plural.clone(), verb));
     }
     p
