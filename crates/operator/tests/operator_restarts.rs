@@ -347,6 +347,49 @@ async fn killed_between_the_terminal_phase_and_the_finalizer_release() {
 }
 
 #[tokio::test]
+async fn a_restarted_operator_writes_nothing_for_finished_runs() {
+    let h = Harness::prepare("k-settled").await;
+    let names = ["done-0", "done-1", "done-2"];
+    let first = OperatorProcess::start(&h, &Options::single("first"));
+    for name in names {
+        h.create(omjob(&h, name, "true", |_| {})).await;
+    }
+    for name in names {
+        wait_phase(&h, name, LIMIT).await;
+        wait_released(&h, name, LIMIT).await;
+    }
+    first.kill();
+
+    // The new process has written no status yet, so it does not know whether the CRD keeps
+    // the additive fields: the finished runs' statuses are their record all the same, and
+    // nothing is annotated, patched or created for them.
+    let proxy = ApiProxy::start(h.operator.clone()).await;
+    let kubeconfig = proxy.write_kubeconfig(&h.trace_dir.path().join("second.kubeconfig"), h.ns());
+    let mut second = OperatorProcess::start_via(&h, &Options::single("second"), &kubeconfig);
+    second.wait_ready(LIMIT).await;
+    let reconciled = r#"controller="omjob",result="success""#;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while second.metric("omjob_reconciliations_total", reconciled).await < names.len() as f64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the finished runs were never reconciled:\n{}",
+            second.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let writes: Vec<String> = proxy
+        .forwarded()
+        .iter()
+        .filter(|f| f.call.is_write() && !f.call.path.contains("selfsubjectaccessreviews"))
+        .map(|f| format!("{} {}", f.call.method, f.call.path))
+        .collect();
+    assert!(writes.is_empty(), "{writes:#?}\n{}", second.output());
+    for name in names {
+        assert_eq!(h.exit_runs(name), ["success 0 Completed"]);
+    }
+}
+
+#[tokio::test]
 async fn stages_that_end_while_no_operator_runs_are_caught_up_once() {
     let h = Harness::prepare("k-down").await;
     let main_gate = h.trace_dir.path().join("main-may-end");

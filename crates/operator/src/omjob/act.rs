@@ -89,22 +89,30 @@ impl Run<'_> {
         );
     }
 
-    /// The bookkeeping annotations `d` needs that the OMJob does not carry yet; none once a
-    /// status write has shown that the CRD keeps the additive status fields, where the status
-    /// itself is the record (the annotations are for CRDs that prune it, and for a process that
-    /// has not written a status yet and so cannot know which kind it runs under).
+    /// The bookkeeping annotations `d` needs that the OMJob does not carry yet. None where the
+    /// status itself is the record: once a status write has shown that the CRD keeps the
+    /// additive status fields, or when the served status already says what `d` says (a process
+    /// that has not written a status yet cannot know which kind of CRD it runs under, and must
+    /// not annotate every stored OMJob to find out). The annotations are for CRDs that prune
+    /// the status.
     fn bookkeeping_patch(&self, d: &Decision) -> Option<serde_json::Value> {
-        if self
-            .shared
-            .ctx
-            .settings
-            .capabilities
-            .additive_status_shown_kept(StatusKind::OMJob)
+        let wanted = bookkeeping::Recorded::from_status(&d.status);
+        let in_status = self
+            .served
+            .as_ref()
+            .is_some_and(|s| bookkeeping::Recorded::from_status(s) == wanted);
+        if in_status
+            || self
+                .shared
+                .ctx
+                .settings
+                .capabilities
+                .additive_status_shown_kept(StatusKind::OMJob)
         {
             return None;
         }
         let current = bookkeeping::Recorded::from_annotations(self.omjob.metadata.annotations.as_ref());
-        bookkeeping::Recorded::from_status(&d.status).patch_over(&current)
+        wanted.patch_over(&current)
     }
 
     /// Whether writing `d` changes anything on the server.

@@ -57,20 +57,22 @@ pub fn free_port() -> u16 {
 }
 
 /// Whether `GET /ready` on `port` answers 200.
-async fn ready(port: u16) -> bool {
+/// The whole HTTP/1.0 answer to `GET path` on the health port, or `None` when nothing answers.
+async fn get(port: u16, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    if s.write_all(b"GET /ready HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
         .await
-        .is_err()
-    {
-        return false;
-    }
+        .ok()?;
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer).await;
-    answer.split_whitespace().nth(1) == Some("200")
+    Some(answer)
+}
+
+async fn ready(port: u16) -> bool {
+    get(port, "/ready")
+        .await
+        .is_some_and(|a| a.split_whitespace().nth(1) == Some("200"))
 }
 
 /// A kubeconfig for the testbed that authenticates with the operator's service-account token.
@@ -187,6 +189,21 @@ impl OperatorProcess {
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+
+    /// The value of the counter or gauge `name{labels}` on `/metrics` (`labels` as printed,
+    /// e.g. `controller="omjob",result="success"`), 0 when it is not there yet.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = get(self.health_port, "/metrics").await.unwrap_or_default();
+        let series = if labels.is_empty() {
+            format!("{name} ")
+        } else {
+            format!("{name}{{{labels}}} ")
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// The process's output so far, for failure messages.
