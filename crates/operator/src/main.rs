@@ -3,7 +3,8 @@
 mod cli;
 
 // The allocator decides how much of a burst's memory is given back afterwards (glibc keeps
-// freed memory in its arenas); `cargo xtask bench omjob` prints the RSS figures to choose by.
+// freed memory in its arenas). jemalloc is the default feature, chosen by the RSS figures of
+// `cargo xtask bench omjob`; without it (`--no-default-features`) the system allocator is used.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -34,14 +34,17 @@ pub fn binary(package: &str, label: &str, release: bool) -> anyhow::Result<PathB
     if release {
         args.push("--release");
     }
-    // `OMJOB_BENCH_OPERATOR_FEATURES=jemalloc` (or `mimalloc`) builds the operator with that
-    // allocator, to compare the RSS figures of one bench run with another's.
+    // `OMJOB_BENCH_OPERATOR_FEATURES=mimalloc` builds the operator with that allocator, and
+    // `system` with the system allocator (no default features, so not jemalloc), to compare the
+    // RSS figures of one bench run with another's.
     let features = (package == "omjob-operator")
         .then(|| std::env::var("OMJOB_BENCH_OPERATOR_FEATURES").ok())
         .flatten()
         .filter(|f| !f.is_empty());
-    if let Some(f) = &features {
-        args.extend(["--features", f.as_str()]);
+    match features.as_deref() {
+        Some("system") => args.push("--no-default-features"),
+        Some(f) => args.extend(["--features", f]),
+        None => {}
     }
     args.extend(["--package", package, "--bin", package, "--message-format=json"]);
     let what = format!("cargo {}", args[..args.len() - 1].join(" "));
