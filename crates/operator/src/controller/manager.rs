@@ -1,7 +1,7 @@
 //! Starts the controllers over shared caches. Per watched scope there is one OMJob watch,
 //! whose cache both controllers read (the CronOMJob controller counts a schedule's runs from
 //! it) and whose events trigger both, and one watch of the operator's pods (those carrying the
-//! pod-type label), cached without their container specs, that triggers the OMJob controller
+//! pod-type label), cached as [`CachedPod`]s (what the rules read), that triggers the OMJob controller
 //! and wakes a waiting reconcile the moment a stage ends.
 //!
 //! Each watch runs as a task of its own that updates its cache first and then hands the object
@@ -14,7 +14,7 @@
 use std::{future::Future, sync::Arc};
 
 use futures::{FutureExt as _, StreamExt as _, channel::mpsc};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::{
     ResourceExt as _,
     runtime::{
@@ -31,7 +31,7 @@ use crate::{
     cronomjob,
     decode::{Lenient, Reported},
     events::Publisher,
-    omjob::{self, outcome, recent::Recent},
+    omjob::{self, cached_pod::CachedPod, recent::Recent},
 };
 
 /// Termination permits per `RECONCILIATION_THREADS`. A termination is two short writes (the
@@ -44,7 +44,7 @@ pub const TERMINATION_PERMITS_PER_THREAD: usize = 10;
 const EVENT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The OMJob that owns `pod`, as `namespace/name`.
-fn owner_key(pod: &Pod) -> Option<String> {
+fn owner_key(pod: &CachedPod) -> Option<String> {
     let ns = pod.metadata.namespace.as_deref()?;
     pod.owner_references()
         .iter()
@@ -86,14 +86,14 @@ pub async fn run(
     // objects), and one pod cache per scope when the OMJob controller runs.
     let mut omjob_stores: Vec<Store<Lenient<OMJob>>> = Vec::new();
     let mut omjob_writers = Vec::new();
-    let mut pod_stores: Vec<Store<Pod>> = Vec::new();
+    let mut pod_stores: Vec<Store<CachedPod>> = Vec::new();
     let mut pod_writers = Vec::new();
     for _ in &scopes {
         let (reader, writer) = reflector::store::<Lenient<OMJob>>();
         omjob_stores.push(reader);
         omjob_writers.push(writer);
         if omjob_ctx.is_some() {
-            let (reader, writer) = reflector::store::<Pod>();
+            let (reader, writer) = reflector::store::<CachedPod>();
             pod_stores.push(reader);
             pod_writers.push(writer);
         }
@@ -187,22 +187,22 @@ pub async fn run(
             let tap = shared.clone();
             watches.push(
                 watcher(
-                    scope.api::<Pod>(&client),
+                    scope.api::<CachedPod>(&client),
                     // Only pods the operator made carry the pod-type label; other pods are not watched.
                     watcher::Config::default()
                         .labels(labels::LABEL_POD_TYPE)
                         .any_semantic(),
                 )
                 .default_backoff()
-                .modify(omjob::strip_pod_for_cache)
+                .modify(CachedPod::slim)
                 .reflect(pod_writer)
                 .touched_objects()
                 .for_each(move |pod| {
                     match pod {
                         Err(e) => report_watch_error("pods", &e),
                         Ok(pod) => {
-                            tap.recent.seen_pod(&pod);
-                            if outcome::finished(&pod).is_some()
+                            tap.recent.seen_pod(&pod.metadata);
+                            if pod.finished()
                                 && let Some(key) = owner_key(&pod)
                             {
                                 tap.lanes.wake(&key);

@@ -10,6 +10,7 @@
 
 pub mod act;
 pub mod bookkeeping;
+pub mod cached_pod;
 pub mod decide;
 pub mod outcome;
 pub mod pods;
@@ -55,7 +56,7 @@ pub struct Shared {
     /// The OMJob caches, one per scope.
     pub omjobs: Vec<Store<Lenient<OMJob>>>,
     /// The pod caches (the operator's pods only), one per scope.
-    pub pods: Vec<Store<Pod>>,
+    pub pods: Vec<Store<cached_pod::CachedPod>>,
     /// Writes the caches may not show yet.
     pub recent: recent::Recent,
     /// Permits, by lane.
@@ -71,7 +72,7 @@ impl Shared {
     #[must_use]
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
         let r = ObjectRef::new(name).within(namespace);
-        let cached = self.pods.iter().find_map(|s| s.get(&r)).map(|p| (*p).clone());
+        let cached = self.pods.iter().find_map(|s| s.get(&r)).map(|p| p.to_pod());
         self.recent.pod(namespace, name, cached)
     }
 
@@ -195,45 +196,6 @@ pub fn strip_for_cache<K: kube::Resource>(obj: &mut K) {
     }
 }
 
-/// The variables of an exit pod that say how the main stage ended, and so are cached.
-const TOLD: [&str; 3] = [
-    omjob_api::env::PIPELINE_STATUS,
-    omjob_api::env::MAIN_POD_EXIT_CODE,
-    omjob_api::env::MAIN_POD_TERMINATION_REASON,
-];
-
-/// What the controller caches of a pod: what [`decide`], [`outcome`] and
-/// [`bookkeeping::told_outcome`] read (metadata, the node it is bound to, its status, and the
-/// variables of its first container that tell an exit pod how the main stage ended; a Java
-/// operator's exit pod has `pipelineStatus` only). Container specs, volumes and the rest of the
-/// env are most of a pod's size and are never read back.
-pub fn strip_pod_for_cache(pod: &mut Pod) {
-    use k8s_openapi::api::core::v1::{Container, PodSpec};
-    strip_for_cache(pod);
-    if let Some(spec) = pod.spec.as_mut() {
-        let told: Vec<_> = spec
-            .containers
-            .first_mut()
-            .and_then(|c| c.env.take())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| TOLD.contains(&e.name.as_str()))
-            .collect();
-        *spec = PodSpec {
-            node_name: spec.node_name.take(),
-            containers: if told.is_empty() {
-                Vec::new()
-            } else {
-                vec![Container {
-                    env: Some(told),
-                    ..Container::default()
-                }]
-            },
-            ..PodSpec::default()
-        };
-    }
-}
-
 /// What the controller caches of a Node: its name and its Ready condition, all that lost-node
 /// detection reads; a Node's images, addresses and capacity are most of its size.
 pub fn strip_node_for_cache(node: &mut k8s_openapi::api::core::v1::Node) {
@@ -293,40 +255,5 @@ mod tests {
         assert_eq!(o.metadata.labels, before.metadata.labels);
         assert_eq!(o.metadata.finalizers, before.metadata.finalizers);
         assert_eq!(o.status, before.status);
-    }
-
-    #[test]
-    fn cached_pods_keep_their_node_status_and_the_outcome_they_were_told() {
-        let mut pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "j-exit", "namespace": "ns", "annotations": {"a": "b"}},
-            "spec": {
-                "nodeName": "n1",
-                "serviceAccountName": "sa",
-                "containers": [{"name": "exit", "image": "i", "command": ["sh"], "env": [
-                    {"name": "config", "value": "a large workflow config"},
-                    {"name": "pipelineStatus", "value": "success"},
-                    {"name": "mainPodExitCode", "value": "0"},
-                    {"name": "mainPodTerminationReason", "value": "Completed"}
-                ]}]
-            },
-            "status": {"phase": "Running"}
-        }))
-        .unwrap();
-        strip_pod_for_cache(&mut pod);
-        let spec = pod.spec.as_ref().unwrap();
-        assert_eq!(spec.node_name.as_deref(), Some("n1"));
-        assert_eq!(spec.service_account_name, None);
-        assert_eq!(
-            bookkeeping::given_pipeline_status(&pod).as_deref(),
-            Some("success")
-        );
-        assert_eq!(
-            bookkeeping::told_outcome(&pod),
-            Some((omjob_api::Termination::Completed, Some(0)))
-        );
-        let env = spec.containers[0].env.as_ref().unwrap();
-        assert_eq!(env.len(), 3, "only what the exit pod was told is kept: {env:?}");
-        assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
-        assert!(pod.metadata.annotations.is_some());
     }
 }

@@ -6,7 +6,7 @@
 
 use std::{collections::HashMap, sync::Mutex};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::Resource;
 use omjob_api::OMJob;
 
@@ -67,8 +67,7 @@ impl Recent {
 
     /// The pod watch has delivered `pod` (created, changed or deleted): from now on the cache
     /// speaks for it, including when it was deleted before any reconcile looked.
-    pub fn seen_pod(&self, pod: &Pod) {
-        let meta = pod.meta();
+    pub fn seen_pod(&self, meta: &ObjectMeta) {
         if let (Some(ns), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) {
             let k = key(ns, name);
             let mut pods = lock(&self.pods);
@@ -228,9 +227,9 @@ mod tests {
         );
         assert_eq!(r.len().0, 0);
         r.created_pod(&pod("p2"));
-        r.seen_pod(&pod("p0"));
+        r.seen_pod(&pod("p0").metadata);
         assert_eq!(r.len().0, 1, "another pod's event does not speak for ours");
-        r.seen_pod(&pod("p2"));
+        r.seen_pod(&pod("p2").metadata);
         assert!(
             r.pod("ns", "j-main", None).is_none(),
             "watched, then deleted before any lookup"
