@@ -152,7 +152,7 @@ pub async fn run(
                 watcher::Config::default().any_semantic(),
             )
             .default_backoff()
-            .modify(omjob::strip_for_cache)
+            .modify(omjob::strip_omjob_for_cache)
             .reflect(writer)
             .for_each(move |event| {
                 match event {

@@ -196,6 +196,29 @@ pub fn strip_for_cache<K: kube::Resource>(obj: &mut K) {
     }
 }
 
+/// What the controller caches of an OMJob: [`strip_for_cache`], and, once the run is over
+/// (`Succeeded` or `Failed`), none of its pod templates but the fact that it has an exit
+/// handler. A finished run renders no pod again (its reconcile reads the TTL, the deadline,
+/// whether an exit handler is set, its metadata and status), and OpenMetadata's templates
+/// carry the workflow config in both stages' env, so finished runs kept for their history
+/// would otherwise hold most of it. A status that leaves the terminal phase (an edit by hand)
+/// arrives as a new watch event with the templates whole.
+pub fn strip_omjob_for_cache(obj: &mut Lenient<OMJob>) {
+    strip_for_cache(obj);
+    if let Ok(omjob) = obj.0.as_mut()
+        && omjob
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(omjob_api::Phase::is_terminal)
+    {
+        omjob.spec.main_pod_spec = omjob_api::PodTemplate::default();
+        if let Some(exit) = omjob.spec.exit_handler_spec.as_mut() {
+            *exit = omjob_api::PodTemplate::default();
+        }
+    }
+}
+
 /// What the controller caches of a Node: its name and its Ready condition, all that lost-node
 /// detection reads; a Node's images, addresses and capacity are most of its size.
 pub fn strip_node_for_cache(node: &mut k8s_openapi::api::core::v1::Node) {
@@ -255,5 +278,46 @@ mod tests {
         assert_eq!(o.metadata.labels, before.metadata.labels);
         assert_eq!(o.metadata.finalizers, before.metadata.finalizers);
         assert_eq!(o.status, before.status);
+    }
+
+    #[test]
+    fn finished_omjobs_are_cached_without_their_pod_templates() {
+        let omjob = |phase: &str| -> Lenient<OMJob> {
+            serde_json::from_value(json!({
+                "apiVersion": "pipelines.openmetadata.org/v1", "kind": "OMJob",
+                "metadata": {"name": "j", "namespace": "ns"},
+                "spec": {
+                    "mainPodSpec": {"image": "i", "serviceAccountName": "sa", "command": ["x"],
+                                    "env": [{"name": "config", "value": "a large workflow config"}]},
+                    "exitHandlerSpec": {"image": "i", "serviceAccountName": "sa", "command": ["y"]},
+                    "ttlSecondsAfterFinished": 60, "activeDeadlineSeconds": 600
+                },
+                "status": {"phase": phase}
+            }))
+            .unwrap()
+        };
+        for phase in ["Pending", "Running", "ExitHandlerRunning"] {
+            let mut o = omjob(phase);
+            let before = o.valid().unwrap().spec.clone();
+            strip_omjob_for_cache(&mut o);
+            assert_eq!(
+                o.valid().unwrap().spec,
+                before,
+                "{phase}: a live run keeps its templates"
+            );
+        }
+        for phase in ["Succeeded", "Failed"] {
+            let mut o = omjob(phase);
+            strip_omjob_for_cache(&mut o);
+            let spec = &o.valid().unwrap().spec;
+            assert_eq!(spec.main_pod_spec, omjob_api::PodTemplate::default(), "{phase}");
+            assert_eq!(
+                spec.exit_handler_spec,
+                Some(omjob_api::PodTemplate::default()),
+                "{phase}"
+            );
+            assert_eq!(spec.ttl_after_finished_seconds(), Some(60));
+            assert_eq!(spec.active_deadline_seconds, Some(600));
+        }
     }
 }
