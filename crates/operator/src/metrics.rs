@@ -81,6 +81,11 @@ struct ApiRequestLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LaneLabels {
+    lane: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct InfoLabels {
     version: &'static str,
 }
@@ -104,6 +109,7 @@ pub struct Metrics {
     exit_handler_latency: Histogram,
     api_requests: Family<ApiRequestLabels, Counter>,
     events_dropped: Counter,
+    parked: Family<LaneLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -135,6 +141,7 @@ impl Metrics {
         let exit_handler_latency = Histogram::new(EXIT_HANDLER_LATENCY_BUCKETS);
         let api_requests = Family::<ApiRequestLabels, Counter>::default();
         let events_dropped = Counter::default();
+        let parked = Family::<LaneLabels, Counter>::default();
 
         info.get_or_create(&InfoLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -191,6 +198,11 @@ impl Metrics {
             "Events not written because the event queue was full",
             events_dropped.clone(),
         );
+        sub.register(
+            "reconciles_parked",
+            "Reconciles that found their lane's permits taken and were queued for the next one, by lane",
+            parked.clone(),
+        );
 
         Self {
             registry,
@@ -204,12 +216,18 @@ impl Metrics {
             exit_handler_latency,
             api_requests,
             events_dropped,
+            parked,
         }
     }
 
     /// Counts an event the queue had no room for.
     pub fn event_dropped(&self) {
         self.events_dropped.inc();
+    }
+
+    /// Counts a reconcile parked in `lane` (`omjob_reconciles_parked_total`).
+    pub fn parked(&self, lane: &'static str) {
+        self.parked.get_or_create(&LaneLabels { lane }).inc();
     }
 
     /// Records whether leader election is in use (`omjob_leader_election_enabled`).

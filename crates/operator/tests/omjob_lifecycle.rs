@@ -446,3 +446,33 @@ async fn an_omjob_exactly_as_openmetadata_writes_it_runs_to_completion() {
         ("", &None)
     );
 }
+
+#[tokio::test]
+async fn with_one_routine_permit_a_burst_is_parked_and_every_run_gets_one_exit_handler() {
+    let mut h = Harness::prepare("park").await;
+    h.run_controller_with(Settings::default(), 1);
+    let names: Vec<String> = (0..40).map(|i| format!("park-{i}")).collect();
+    let mut creates = tokio::task::JoinSet::new();
+    for n in &names {
+        let mut obj = omjob(&h, n, "echo ingesting", |_| {});
+        obj["metadata"]["namespace"] = json!(h.ns());
+        let o: OMJob = serde_json::from_value(obj).unwrap();
+        let api = h.omjobs();
+        creates.spawn(async move { api.create(&PostParams::default(), &o).await.unwrap() });
+    }
+    creates.join_all().await;
+    for n in &names {
+        let done = wait_phase(&h, n, LIMIT).await;
+        assert_eq!(done.status.unwrap().phase, Some(Phase::Succeeded), "{n}");
+        assert_eq!(h.exit_runs(n), ["success 0 Completed"], "{n}");
+        wait_released(&h, n, LIMIT).await;
+    }
+    // The burst did queue for the one routine permit: the runs above went through parking.
+    let text = h.metrics.as_ref().unwrap().encode().unwrap();
+    let parked: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("omjob_reconciles_parked_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(parked > 0.0, "no reconcile was parked:\n{text}");
+}

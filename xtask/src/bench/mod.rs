@@ -1,6 +1,7 @@
 //! Benchmarks on a rule-mode testbed: `cargo xtask bench <suite>`. They print figures; nothing
 //! here asserts a time.
 
+mod apiserver;
 mod artifact;
 mod cron;
 mod katalog;

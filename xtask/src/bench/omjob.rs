@@ -38,6 +38,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::{
+    apiserver,
     omjob_loads::{Goal, Load, Runner, Shape, spawn_observer},
     omjob_report::{Burst, MemoryRow, Report},
     operator_process::{self, OperatorOptions, OperatorProcess, Started},
@@ -275,6 +276,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     ));
     let names: Vec<String> = (0..plan.burst).map(|i| format!("burst-{i}")).collect();
     let requests_before = operator.api_requests().await?;
+    let writes_before = apiserver::writes(&client).await?;
     let cpu_before = operator.cpu_seconds()?;
     let start = Instant::now();
     create_paced(&omjobs, &names, &pacer(), args.concurrency, |n| {
@@ -286,7 +288,12 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let finished = last_terminal(&seen, &names)?.duration_since(start);
     // Let trailing requests of the last reconciles land before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    report.omjob_burst = Some(Burst { created, finished });
+    report.omjob_burst = Some(Burst {
+        created,
+        finished,
+        pods: 2,
+        writes: operator_process::diff_counters(&writes_before, &apiserver::writes(&client).await?),
+    });
     report.burst_cpu = operator.cpu_seconds()? - cpu_before;
     report.requests = operator_process::diff_counters(&requests_before, &operator.api_requests().await?);
     report.burst_latency = latencies(&seen, &names);
@@ -296,11 +303,20 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         plan.burst, args.qps, args.concurrency
     ));
     let names: Vec<String> = (0..plan.burst).map(|i| format!("job-{i}")).collect();
+    let writes_before = apiserver::writes(&client).await?;
     let start = Instant::now();
     create_paced(&jobs, &names, &pacer(), args.concurrency, job_object).await?;
     let created = start.elapsed();
     let finished = wait_jobs_done(&seen, &names).await?.duration_since(start);
-    report.job_burst = Some(Burst { created, finished });
+    // The same settling as the OMJobs' before counting: the Job controller's last status and
+    // finalizer writes trail the Jobs' completion.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    report.job_burst = Some(Burst {
+        created,
+        finished,
+        pods: 1,
+        writes: operator_process::diff_counters(&writes_before, &apiserver::writes(&client).await?),
+    });
     let after_bursts = operator.memory()?;
 
     step(&format!(

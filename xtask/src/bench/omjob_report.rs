@@ -11,18 +11,33 @@ use super::{
 };
 
 /// One measured throughput burst.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Burst {
     /// All objects created after.
     pub created: Duration,
     /// The last one terminal after.
     pub finished: Duration,
+    /// Pods per lifecycle (an OMJob's main and exit pod; a Job's one).
+    pub pods: usize,
+    /// The API server's writes over the burst, from every client, by resource.
+    pub writes: BTreeMap<String, f64>,
 }
 
 impl Burst {
     #[allow(clippy::cast_precision_loss)]
     pub fn per_minute(&self, n: usize) -> f64 {
         n as f64 / self.finished.as_secs_f64() * 60.0
+    }
+
+    /// The API server's writes per lifecycle, all clients together.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn writes_per_lifecycle(&self, n: usize) -> f64 {
+        self.writes.values().sum::<f64>() / n.max(1) as f64
+    }
+
+    /// The API server's writes per second over the burst.
+    pub fn writes_per_second(&self) -> f64 {
+        self.writes.values().sum::<f64>() / self.finished.as_secs_f64().max(0.001)
     }
 }
 
@@ -351,12 +366,23 @@ impl Report {
         }
         print_table(&rows);
 
-        println!("\nThroughput bursts (created -> terminal, bench's watches):");
+        println!(
+            "\nThroughput bursts (created -> terminal, bench's watches; API server writes from its own \
+             apiserver_request_total, every client counted):"
+        );
         let mut rows = vec![
-            ["", "created in s", "all done in s", "per minute"]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect::<Vec<_>>(),
+            [
+                "",
+                "created in s",
+                "all done in s",
+                "per minute",
+                "pods per minute",
+                "API server writes per lifecycle",
+                "API server writes/s",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>(),
         ];
         for (label, b) in [
             ("OMJobs (main + exit pod)", &self.omjob_burst),
@@ -368,10 +394,26 @@ impl Report {
                     format!("{:.1}", b.created.as_secs_f64()),
                     format!("{:.1}", b.finished.as_secs_f64()),
                     format!("{:.0}", b.per_minute(self.burst)),
+                    format!("{:.0}", b.per_minute(self.burst * b.pods)),
+                    format!("{:.1}", b.writes_per_lifecycle(self.burst)),
+                    format!("{:.0}", b.writes_per_second()),
                 ]);
             }
         }
         print_table(&rows);
+        for (label, b) in [("OMJobs", &self.omjob_burst), ("batch Jobs", &self.job_burst)] {
+            if let Some(b) = b {
+                let n = self.burst.max(1);
+                #[allow(clippy::cast_precision_loss)]
+                let by: Vec<String> = b
+                    .writes
+                    .iter()
+                    .filter(|(_, v)| **v / n as f64 >= 0.05)
+                    .map(|(r, v)| format!("{r} {:.2}", v / n as f64))
+                    .collect();
+                println!("  API server writes per lifecycle, {label}: {}", by.join(", "));
+            }
+        }
     }
 }
 

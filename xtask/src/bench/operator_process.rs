@@ -451,10 +451,10 @@ pub(crate) async fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, Stri
 
 /// `after - before` per key, dropping keys that did not change.
 #[must_use]
-pub fn diff_counters(
-    before: &BTreeMap<(String, String), f64>,
-    after: &BTreeMap<(String, String), f64>,
-) -> BTreeMap<(String, String), f64> {
+pub fn diff_counters<K: Ord + Clone>(
+    before: &BTreeMap<K, f64>,
+    after: &BTreeMap<K, f64>,
+) -> BTreeMap<K, f64> {
     after
         .iter()
         .filter_map(|(k, v)| {

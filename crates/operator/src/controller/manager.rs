@@ -1,8 +1,9 @@
 //! Starts the controllers over shared caches. Per watched scope there is one OMJob watch,
 //! whose cache both controllers read (the CronOMJob controller counts a schedule's runs from
 //! it) and whose events trigger both, and one watch of the operator's pods (those carrying the
-//! pod-type label), cached as [`CachedPod`]s (what the rules read), that triggers the OMJob controller
-//! and wakes a waiting reconcile the moment a stage ends.
+//! pod-type label), cached as [`CachedPod`]s (what the rules read), that triggers the OMJob
+//! controller. The OMJob trigger streams also carry the OMJobs that the lanes park and later
+//! grant a permit ([`super::lanes`]).
 //!
 //! Each watch runs as a task of its own that updates its cache first and then hands the object
 //! to the controllers through unbounded channels. Two things of kube-runtime 5 are avoided on
@@ -43,13 +44,13 @@ pub const TERMINATION_PERMITS_PER_THREAD: usize = 10;
 /// How long events still queued at shutdown may take to be written.
 const EVENT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The OMJob that owns `pod`, as `namespace/name`.
-fn owner_key(pod: &CachedPod) -> Option<String> {
-    let ns = pod.metadata.namespace.as_deref()?;
-    pod.owner_references()
-        .iter()
-        .find(|r| r.kind == "OMJob")
-        .map(|r| format!("{ns}/{}", r.name))
+/// How every watch of the operator lists: the most recent state, in pages of 500. Not
+/// `any_semantic()`: the API server serves a `resourceVersion=0` list from its watch cache in
+/// one response whatever the page size (Kubernetes 1.34 returned all six of six ConfigMaps to
+/// `limit=2&resourceVersion=0`), so a restart over 10,000 stored OMJobs and their 20,000 pods
+/// read each kind as one body, decoded whole: 251 MiB at the peak on the bench.
+fn list_in_pages() -> watcher::Config {
+    watcher::Config::default().page_size(500)
 }
 
 /// Sends `obj` to the controller, if it runs (each controller can be turned off).
@@ -134,10 +135,12 @@ pub async fn run(
     let mut omjob_triggers = Vec::new();
     let mut cron_triggers = Vec::new();
     let mut pod_triggers = Vec::new();
+    let mut retriggers = Vec::new();
     for (i, (scope, writer)) in scopes.iter().zip(omjob_writers).enumerate() {
         let to_omjob = omjob_shared.as_ref().map(|_| {
             let (tx, rx) = mpsc::unbounded();
             omjob_triggers.push(rx);
+            retriggers.push((omjob_stores[i].clone(), tx.clone()));
             tx
         });
         let to_cron = cron_shared.as_ref().map(|_| {
@@ -147,38 +150,35 @@ pub async fn run(
         });
         let forget = omjob_shared.clone();
         watches.push(
-            watcher(
-                scope.api::<Lenient<OMJob>>(&client),
-                watcher::Config::default().any_semantic(),
-            )
-            .default_backoff()
-            .modify(omjob::strip_omjob_for_cache)
-            .reflect(writer)
-            .for_each(move |event| {
-                match event {
-                    Err(e) => report_watch_error("omjobs", &e),
-                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                        let o = Arc::new(o);
-                        hand_on(to_omjob.as_ref(), &o);
-                        hand_on(to_cron.as_ref(), &o);
-                    }
-                    Ok(watcher::Event::Delete(o)) => {
-                        // A deleted OMJob's last write here is no longer anyone's to prefer;
-                        // its CronOMJob counts its runs again.
-                        if let Some(s) = &forget {
-                            s.recent.forget_omjob(
-                                o.namespace().as_deref().unwrap_or_default(),
-                                &o.name_any(),
-                                &[],
-                            );
+            watcher(scope.api::<Lenient<OMJob>>(&client), list_in_pages())
+                .default_backoff()
+                .modify(omjob::strip_omjob_for_cache)
+                .reflect(writer)
+                .for_each(move |event| {
+                    match event {
+                        Err(e) => report_watch_error("omjobs", &e),
+                        Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                            let o = Arc::new(o);
+                            hand_on(to_omjob.as_ref(), &o);
+                            hand_on(to_cron.as_ref(), &o);
                         }
-                        hand_on(to_cron.as_ref(), &Arc::new(o));
+                        Ok(watcher::Event::Delete(o)) => {
+                            // A deleted OMJob's last write here is no longer anyone's to prefer;
+                            // its CronOMJob counts its runs again.
+                            if let Some(s) = &forget {
+                                s.recent.forget_omjob(
+                                    o.namespace().as_deref().unwrap_or_default(),
+                                    &o.name_any(),
+                                    &[],
+                                );
+                            }
+                            hand_on(to_cron.as_ref(), &Arc::new(o));
+                        }
+                        Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
                     }
-                    Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
-                }
-                std::future::ready(())
-            })
-            .boxed(),
+                    std::future::ready(())
+                })
+                .boxed(),
         );
         if let (Some(shared), Some(pod_writer)) = (&omjob_shared, pod_writers.get_mut(i).map(std::mem::take))
         {
@@ -189,9 +189,7 @@ pub async fn run(
                 watcher(
                     scope.api::<CachedPod>(&client),
                     // Only pods the operator made carry the pod-type label; other pods are not watched.
-                    watcher::Config::default()
-                        .labels(labels::LABEL_POD_TYPE)
-                        .any_semantic(),
+                    list_in_pages().labels(labels::LABEL_POD_TYPE),
                 )
                 .default_backoff()
                 .modify(CachedPod::slim)
@@ -202,11 +200,6 @@ pub async fn run(
                         Err(e) => report_watch_error("pods", &e),
                         Ok(pod) => {
                             tap.recent.seen_pod(&pod.metadata);
-                            if pod.finished()
-                                && let Some(key) = owner_key(&pod)
-                            {
-                                tap.lanes.wake(&key);
-                            }
                             let _ = tx.unbounded_send(Arc::new(pod));
                         }
                     }
@@ -217,32 +210,42 @@ pub async fn run(
         }
     }
 
+    // A parked OMJob is triggered again through its scope's trigger stream, as its cached copy.
+    if let Some(shared) = &omjob_shared {
+        shared.lanes.set_retrigger(Box::new(move |key| {
+            let Some((ns, name)) = key.split_once('/') else {
+                return false;
+            };
+            let r = reflector::ObjectRef::new(name).within(ns);
+            retriggers
+                .iter()
+                .any(|(store, tx)| store.get(&r).is_some_and(|o| tx.unbounded_send(o).is_ok()))
+        }));
+    }
+
     // Nodes, for lost-node detection without a GET per reconcile of a running pod. Not awaited:
     // under a role without node reads the watch keeps failing (and says so) and reconciles
     // read nodes on demand, or judge from the pod, as before.
     if let (true, Some(shared)) = (watch_nodes, &omjob_shared) {
         let synced = shared.clone();
         watches.push(
-            watcher(
-                kube::Api::<Node>::all(client.clone()),
-                watcher::Config::default().any_semantic(),
-            )
-            .default_backoff()
-            .modify(omjob::strip_node_for_cache)
-            .reflect(node_writer)
-            .for_each(move |event| {
-                match event {
-                    Err(e) => report_watch_error("nodes", &e),
-                    Ok(watcher::Event::InitDone) => {
-                        synced
-                            .nodes_synced
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
+            watcher(kube::Api::<Node>::all(client.clone()), list_in_pages())
+                .default_backoff()
+                .modify(omjob::strip_node_for_cache)
+                .reflect(node_writer)
+                .for_each(move |event| {
+                    match event {
+                        Err(e) => report_watch_error("nodes", &e),
+                        Ok(watcher::Event::InitDone) => {
+                            synced
+                                .nodes_synced
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
                     }
-                    Ok(_) => {}
-                }
-                std::future::ready(())
-            })
-            .boxed(),
+                    std::future::ready(())
+                })
+                .boxed(),
         );
     }
 
@@ -297,19 +300,16 @@ pub async fn run(
             if let Some(shared) = &cron_shared {
                 for (scope, trigger) in scopes.iter().zip(cron_triggers) {
                     running.push(
-                        Controller::new(
-                            scope.api::<Lenient<CronOMJob>>(&client),
-                            watcher::Config::default().any_semantic(),
-                        )
-                        .owns_shared_stream(trigger)
-                        .with_config(ControllerConfig::default().concurrency(concurrency))
-                        .graceful_shutdown_on(shutdown.clone())
-                        .run(cronomjob::reconcile, cronomjob::error_policy, shared.clone())
-                        .for_each(|r| {
-                            report_controller_result(cronomjob::CONTROLLER, r);
-                            std::future::ready(())
-                        })
-                        .boxed(),
+                        Controller::new(scope.api::<Lenient<CronOMJob>>(&client), list_in_pages())
+                            .owns_shared_stream(trigger)
+                            .with_config(ControllerConfig::default().concurrency(concurrency))
+                            .graceful_shutdown_on(shutdown.clone())
+                            .run(cronomjob::reconcile, cronomjob::error_policy, shared.clone())
+                            .for_each(|r| {
+                                report_controller_result(cronomjob::CONTROLLER, r);
+                                std::future::ready(())
+                            })
+                            .boxed(),
                     );
                 }
             }

@@ -106,16 +106,6 @@ impl CachedPod {
             status: self.status.clone(),
         }
     }
-
-    /// Whether the pod has finished: its phase is `Succeeded` or `Failed`, the condition under
-    /// which [`omjob_api::termination::finished`] judges a pod (tested against it below).
-    #[must_use]
-    pub fn finished(&self) -> bool {
-        matches!(
-            self.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        )
-    }
 }
 
 /// Keeps what the rules read: phase, reason and message, the kept conditions, and each
@@ -248,7 +238,6 @@ mod tests {
         let pod = cached.to_pod();
 
         assert_eq!(outcome::finished(&pod), outcome::finished(&full));
-        assert!(cached.finished());
         assert_eq!(outcome::node_name(&pod), Some("n1"));
         assert_eq!(
             outcome::node_down_from_pod(&pod),
@@ -312,28 +301,5 @@ mod tests {
         cached.slim();
         let pod = cached.to_pod();
         assert!(pod.spec.unwrap().containers.is_empty());
-        assert!(!cached.finished());
-    }
-
-    #[test]
-    fn finished_agrees_with_the_contract_rule_at_every_phase() {
-        for phase in [
-            None,
-            Some("Pending"),
-            Some("Running"),
-            Some("Succeeded"),
-            Some("Failed"),
-            Some("Unknown"),
-        ] {
-            let mut cached: CachedPod =
-                serde_json::from_value(json!({"metadata": {"name": "p"}, "status": {"phase": phase}}))
-                    .unwrap();
-            cached.slim();
-            assert_eq!(
-                cached.finished(),
-                outcome::finished(&cached.to_pod()).is_some(),
-                "phase {phase:?}"
-            );
-        }
     }
 }

@@ -92,15 +92,19 @@ pub fn lane_of(current: Option<Phase>, d: &Decision) -> Lane {
     }
 }
 
-/// Drops a reconcile's lane registration however it ends.
+/// Ends a reconcile with its lanes however it ends: a permit granted to its OMJob and not taken
+/// goes on, unless the reconcile parked (the grant then is for its next run).
 struct Registration<'a> {
     shared: &'a Shared,
     key: &'a str,
+    parked: bool,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.shared.lanes.done(self.key);
+        if !self.parked {
+            self.shared.lanes.done(self.key);
+        }
     }
 }
 
@@ -121,8 +125,11 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
     let ctx = &shared.ctx;
     let ns = cached.namespace().ok_or(Error::MissingMetadata)?;
     let name = cached.metadata.name.clone().ok_or(Error::MissingMetadata)?;
-    let woken = shared.lanes.watch(key);
-    let _registration = Registration { shared, key };
+    let mut registration = Registration {
+        shared,
+        key,
+        parked: false,
+    };
     let (omjob, served, adopted) = prepare(cached, shared);
     let mut run = Run {
         shared,
@@ -178,22 +185,16 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
         }
         if permit.is_none() {
             let lane = lane_of(run.omjob.status.as_ref().and_then(|s| s.phase), &d);
-            match shared.lanes.enter(lane, &woken).await {
+            match shared.lanes.enter(lane, key) {
                 Entry::Permit(p) => permit = Some(p),
-                // Its main pod ended while it waited: decide again, now as a termination.
-                Entry::Woken => {}
+                // Its lane is full: it is triggered again with a permit granted to it (or
+                // sooner, by its pods' events). The safety-net requeue stays, in case.
+                Entry::Parked => {
+                    ctx.metrics.parked(lane.label());
+                    registration.parked = true;
+                    return Ok(requeue_of(&d));
+                }
             }
-            // The wait may have been long: decide from what the caches hold now.
-            let Some(latest) = shared.omjob(&ns, &name) else {
-                return Ok(Requeue::await_change());
-            };
-            let (omjob, served, adopted) = prepare(&latest, shared);
-            run.omjob = omjob;
-            run.served = served;
-            if adopted {
-                adopt(&mut run);
-            }
-            continue;
         }
         if passes == MAX_PASSES {
             // Still moving after the longest chain: look again at once.
@@ -206,19 +207,7 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
         }
         if d.actions.contains(&Action::CreateMain) {
             // No intent to record: the main pod's name is the lock.
-            let pod = run.render(PodKind::Main, &main_name, &d.status)?;
-            match run.create_pod(&pod, PodKind::Main).await? {
-                Ok((_, fresh)) => {
-                    if fresh {
-                        run.publish(&decide::EventNote {
-                            reason: reason::MAIN_POD_CREATED,
-                            note: format!("Created main ingestion pod: {main_name}"),
-                            warning: false,
-                        });
-                    }
-                }
-                Err(msg) => main_create_error = Some(msg),
-            }
+            main_create_error = create_stage_pod(&run, PodKind::Main, &main_name, &d).await?.err();
             continue;
         }
         if d.actions == [Action::CreateExit { attempt: 1 }] {
@@ -258,34 +247,49 @@ async fn reconcile(cached: &OMJob, shared: &Shared, key: &str) -> Result<Requeue
     }
 }
 
-/// Creates the exit pod of `attempt`, told the outcome `d` decided; returns why the API server
-/// refused it for good, if it did.
+/// Renders and creates the pod `name` of `kind` from decision `d`, and publishes its "created"
+/// event when this call made it (not when it was already there). Returns whether this call made
+/// it, or why the API server refused it for good.
+async fn create_stage_pod(
+    run: &Run<'_>,
+    kind: PodKind,
+    name: &str,
+    d: &Decision,
+) -> Result<Result<bool, String>, Error> {
+    let pod = run.render(kind, name, &d.status)?;
+    let made = run.create_pod(&pod, kind).await?.map(|(_, fresh)| fresh);
+    if made == Ok(true) {
+        let (reason, what) = match kind {
+            PodKind::Main => (reason::MAIN_POD_CREATED, "main ingestion"),
+            PodKind::ExitHandler => (reason::EXIT_HANDLER_CREATED, "exit handler"),
+        };
+        run.publish(&decide::EventNote {
+            reason,
+            note: format!("Created {what} pod: {name}"),
+            warning: false,
+        });
+    }
+    Ok(made)
+}
+
+/// Creates the exit pod of `attempt`, told the outcome `d` decided, and records how long after
+/// the main container's end this call made it; returns why the API server refused it for good,
+/// if it did.
 async fn create_exit(
     run: &Run<'_>,
     d: &Decision,
     attempt: i32,
     main: Option<&k8s_openapi::api::core::v1::Pod>,
 ) -> Result<Option<String>, Error> {
-    let exit_name = exit_pod_name(&run.name, attempt);
-    let pod = run.render(PodKind::ExitHandler, &exit_name, &d.status)?;
-    match run.create_pod(&pod, PodKind::ExitHandler).await? {
-        Ok((_, fresh)) => {
-            if fresh {
-                run.publish(&decide::EventNote {
-                    reason: reason::EXIT_HANDLER_CREATED,
-                    note: format!("Created exit handler pod: {exit_name}"),
-                    warning: false,
-                });
-                if let Some(finished) = main.and_then(main_finished_at) {
-                    let ctx = &run.shared.ctx;
-                    let secs = ctx.clock.now().duration_since(finished).as_secs_f64().max(0.0);
-                    ctx.metrics.exit_handler_latency(secs);
-                }
-            }
-            Ok(None)
-        }
-        Err(msg) => Ok(Some(msg)),
+    let made = create_stage_pod(run, PodKind::ExitHandler, &exit_pod_name(&run.name, attempt), d).await?;
+    if made == Ok(true)
+        && let Some(finished) = main.and_then(main_finished_at)
+    {
+        let ctx = &run.shared.ctx;
+        let secs = ctx.clock.now().duration_since(finished).as_secs_f64().max(0.0);
+        ctx.metrics.exit_handler_latency(secs);
     }
+    Ok(made.err())
 }
 
 /// Takes the main outcome of an OMJob whose bookkeeping is not recorded (left by the Java

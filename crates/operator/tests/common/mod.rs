@@ -60,6 +60,8 @@ pub struct Harness {
     pub trace_dir: tempfile::TempDir,
     /// The operator service account's token, for operators run as separate processes.
     pub operator_credentials: ServiceAccountCredentials,
+    /// The in-process controller's metrics, once it runs.
+    pub metrics: Option<Arc<Metrics>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -81,17 +83,23 @@ impl Harness {
 
     /// Starts the controller in-process on a namespace from [`Harness::prepare`].
     pub fn run_controller(&mut self, settings: Settings) {
-        let metrics = Metrics::new();
+        self.run_controller_with(settings, 4);
+    }
+
+    /// [`Harness::run_controller`] with `threads` as `RECONCILIATION_THREADS`.
+    pub fn run_controller_with(&mut self, settings: Settings, threads: u16) {
+        let metrics = Arc::new(Metrics::new());
+        self.metrics = Some(metrics.clone());
         let ctx = Arc::new(Context {
             client: self.operator.clone(),
-            metrics: Arc::new(metrics),
+            metrics,
             clock: Arc::new(SystemClock),
             settings,
         });
         self.task = Some(tokio::spawn(omjob::run(
             ctx,
             Some(vec![self.ns().to_owned()]),
-            4,
+            threads,
             std::future::pending::<()>(),
         )));
     }
@@ -155,6 +163,7 @@ impl Harness {
             operator,
             trace_dir: tempfile::tempdir().unwrap(),
             operator_credentials,
+            metrics: None,
             task: None,
         }
     }
