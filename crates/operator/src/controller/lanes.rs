@@ -71,6 +71,19 @@ impl Drop for Permit<'_> {
 /// any more (its permit then goes to the next key).
 pub type Retrigger = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// How long a granted permit waits for its key's reconcile before it goes on. The reconcile
+/// normally comes within milliseconds; one that never comes (kube-runtime skips an object that
+/// left its cache between the trigger and the run) must not keep a permit for good.
+const GRANT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A permit granted to a parked key, and when.
+#[derive(Debug)]
+struct Grant {
+    lane: Lane,
+    permit: OwnedSemaphorePermit,
+    at: tokio::time::Instant,
+}
+
 /// The queued keys of both lanes.
 #[derive(Debug, Default)]
 struct Parked {
@@ -84,7 +97,7 @@ struct Parked {
 pub struct Lanes {
     semaphores: HashMap<Lane, Arc<Semaphore>>,
     parked: Mutex<Parked>,
-    granted: Mutex<HashMap<String, (Lane, OwnedSemaphorePermit)>>,
+    granted: Mutex<HashMap<String, Grant>>,
     retrigger: OnceLock<Retrigger>,
 }
 
@@ -129,12 +142,12 @@ impl Lanes {
     /// else `key` is parked.
     pub fn enter(&self, lane: Lane, key: &str) -> Entry<'_> {
         let granted = lock(&self.granted).remove(key);
-        if let Some((granted_lane, permit)) = granted {
-            if granted_lane == lane {
-                return Entry::Permit(self.permit(lane, permit));
+        if let Some(g) = granted {
+            if g.lane == lane {
+                return Entry::Permit(self.permit(lane, g.permit));
             }
             // Parked in one lane, it now needs the other: the grant goes on.
-            self.pass_on(granted_lane, permit);
+            self.pass_on(g.lane, g.permit);
         }
         let free = self.semaphores[&lane].clone().try_acquire_owned();
         match free {
@@ -143,10 +156,13 @@ impl Lanes {
                 Entry::Permit(self.permit(lane, permit))
             }
             Err(_) => {
-                let mut parked = lock(&self.parked);
-                if parked.lane_of.insert(key.to_owned(), lane) != Some(lane) {
-                    parked.queues.entry(lane).or_default().push_back(key.to_owned());
+                {
+                    let mut parked = lock(&self.parked);
+                    if parked.lane_of.insert(key.to_owned(), lane) != Some(lane) {
+                        parked.queues.entry(lane).or_default().push_back(key.to_owned());
+                    }
                 }
+                self.reclaim_stale_grants();
                 Entry::Parked
             }
         }
@@ -184,16 +200,21 @@ impl Lanes {
             };
             // `enter` takes a key's grant before it can park again, so a parked key holds none;
             // should one be there, it goes on rather than being lost.
-            let displaced = lock(&self.granted).insert(key.clone(), (lane, permit));
-            if let Some((l, p)) = displaced {
-                self.pass_on(l, p);
+            let grant = Grant {
+                lane,
+                permit,
+                at: tokio::time::Instant::now(),
+            };
+            let displaced = lock(&self.granted).insert(key.clone(), grant);
+            if let Some(d) = displaced {
+                self.pass_on(d.lane, d.permit);
             }
             if retrigger(&key) {
                 return;
             }
             // Gone: the permit goes on to the next key.
             match lock(&self.granted).remove(&key) {
-                Some((_, p)) => permit = p,
+                Some(g) => permit = g.permit,
                 None => return,
             }
         }
@@ -203,8 +224,36 @@ impl Lanes {
     /// decided there was nothing to do) goes on.
     pub fn done(&self, key: &str) {
         let granted = lock(&self.granted).remove(key);
-        if let Some((lane, permit)) = granted {
-            self.pass_on(lane, permit);
+        if let Some(g) = granted {
+            self.pass_on(g.lane, g.permit);
+        }
+    }
+
+    /// Forgets `key` (its object was deleted): it leaves its queue, and a permit granted to it
+    /// goes on.
+    pub fn forget(&self, key: &str) {
+        lock(&self.parked).lane_of.remove(key);
+        self.done(key);
+    }
+
+    /// Passes on the permits granted longer than [`GRANT_TTL`] ago and never taken. Grants are
+    /// at most as many as permits, so the scan is short.
+    fn reclaim_stale_grants(&self) {
+        let stale: Vec<Grant> = {
+            let mut granted = lock(&self.granted);
+            let keys: Vec<String> = granted
+                .iter()
+                .filter(|(_, g)| g.at.elapsed() >= GRANT_TTL)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| granted.remove(k)).collect()
+        };
+        for g in stale {
+            tracing::warn!(
+                lane = g.lane.label(),
+                "a permit granted to a parked OMJob was not taken; passing it on"
+            );
+            self.pass_on(g.lane, g.permit);
         }
     }
 
@@ -315,6 +364,45 @@ mod tests {
         assert_eq!(
             (lanes.available(Lane::Routine), lanes.available(Lane::Termination)),
             (1, 1)
+        );
+    }
+
+    #[test]
+    fn a_deleted_key_leaves_its_queue_and_passes_on_its_grant() {
+        let (lanes, triggered) = lanes(1, 1);
+        let held = lanes.enter(Lane::Routine, "ns/a");
+        assert!(matches!(lanes.enter(Lane::Routine, "ns/b"), Entry::Parked));
+        assert!(matches!(lanes.enter(Lane::Routine, "ns/c"), Entry::Parked));
+        assert!(matches!(lanes.enter(Lane::Routine, "ns/d"), Entry::Parked));
+        lanes.forget("ns/b");
+        drop(held);
+        assert_eq!(*triggered.lock().unwrap(), ["ns/c"], "b left the queue");
+        lanes.forget("ns/c");
+        assert_eq!(
+            *triggered.lock().unwrap(),
+            ["ns/c", "ns/d"],
+            "c's grant went to d"
+        );
+        lanes.done("ns/d");
+        assert_eq!(lanes.available(Lane::Routine), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grant_never_taken_goes_on_after_its_ttl() {
+        let (lanes, triggered) = lanes(1, 1);
+        let held = lanes.enter(Lane::Routine, "ns/a");
+        assert!(matches!(lanes.enter(Lane::Routine, "ns/b"), Entry::Parked));
+        drop(held);
+        assert_eq!(*triggered.lock().unwrap(), ["ns/b"]);
+        // b's reconcile never comes. Within the TTL, c parks and the grant stays b's.
+        assert!(matches!(lanes.enter(Lane::Routine, "ns/c"), Entry::Parked));
+        assert_eq!(*triggered.lock().unwrap(), ["ns/b"]);
+        tokio::time::advance(GRANT_TTL).await;
+        assert!(matches!(lanes.enter(Lane::Routine, "ns/d"), Entry::Parked));
+        assert_eq!(
+            *triggered.lock().unwrap(),
+            ["ns/b", "ns/c"],
+            "reclaimed, and c was first"
         );
     }
 }

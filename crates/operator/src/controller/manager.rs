@@ -163,14 +163,18 @@ pub async fn run(
                             hand_on(to_cron.as_ref(), &o);
                         }
                         Ok(watcher::Event::Delete(o)) => {
-                            // A deleted OMJob's last write here is no longer anyone's to prefer;
-                            // its CronOMJob counts its runs again.
+                            // A deleted OMJob's last write here is no longer anyone's to prefer,
+                            // its place in a lane is given up, and its CronOMJob counts its runs
+                            // again.
                             if let Some(s) = &forget {
                                 s.recent.forget_omjob(
                                     o.namespace().as_deref().unwrap_or_default(),
                                     &o.name_any(),
                                     &[],
                                 );
+                                // A permit granted to it would wait for a reconcile that
+                                // never comes (kube-runtime skips objects gone from the cache).
+                                s.lanes.forget(&super::key_of(&o));
                             }
                             hand_on(to_cron.as_ref(), &Arc::new(o));
                         }
