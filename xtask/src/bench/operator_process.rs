@@ -281,6 +281,11 @@ impl OperatorProcess {
         if let Some(id) = &self.opts.identity {
             cmd.env("POD_NAME", id);
         }
+        // jemalloc's run-time tuning (the operator's default allocator reads it), passed on so
+        // that a bench run can compare settings.
+        if let Some(conf) = std::env::var_os("_RJEM_MALLOC_CONF") {
+            cmd.env("_RJEM_MALLOC_CONF", conf);
+        }
         let child = omjob_testbed::process::spawn(cmd).context("starting omjob-operator")?;
         self.child = Some(child);
         self.port = port;
