@@ -162,6 +162,12 @@ impl Lanes {
                         parked.queues.entry(lane).or_default().push_back(key.to_owned());
                     }
                 }
+                // A permit given back between the failed try and the queueing found nobody
+                // parked and went back to the semaphore; taken now, it goes to the queue's head
+                // (this key or an earlier one) instead of sitting free while keys wait.
+                if let Ok(permit) = self.semaphores[&lane].clone().try_acquire_owned() {
+                    self.pass_on(lane, permit);
+                }
                 self.reclaim_stale_grants();
                 Entry::Parked
             }

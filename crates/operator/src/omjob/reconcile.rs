@@ -1,6 +1,6 @@
 //! One reconcile of one OMJob, in one shape: observe (caches only), decide ([`decide`]), take a
-//! permit of the decision's lane, and act; then decide again with what acting taught, until a
-//! decision needs nothing more.
+//! permit of the decision's lane (or park there, [`crate::controller::lanes`]), and act; then
+//! decide again with what acting taught, until a decision needs nothing more.
 //!
 //! The one reason to decide again inside a reconcile is the **fast path after a create**: a
 //! pod just created is fed into the next decision at once instead of waiting for its watch
