@@ -207,8 +207,13 @@ impl Boundary {
                     && l.exit.is_some()
                     && status.as_ref().and_then(|s| s.exit_handler_pod_name.as_deref()) == Some("job-exit")
             }
+            // The write that makes the run Succeeded can also be the one that records the main
+            // stage's end: the exit pod is created first and may finish before the next pass.
+            // Either way nothing terminal is stored yet.
             Self::BeforeTerminalWritten => {
-                l.phase() == Some(Phase::ExitHandlerRunning) && exit_finished && runs.len() == 1
+                matches!(l.phase(), Some(Phase::Running | Phase::ExitHandlerRunning))
+                    && exit_finished
+                    && runs.len() == 1
             }
             Self::AfterTerminalWritten => l.phase() == Some(Phase::Succeeded) && l.holds_finalizer(),
         };
