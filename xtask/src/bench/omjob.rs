@@ -286,13 +286,11 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let created = start.elapsed();
     wait_terminal(&seen, &names).await?;
     let finished = last_terminal(&seen, &names)?.duration_since(start);
-    // Let trailing requests of the last reconciles land before counting.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     report.omjob_burst = Some(Burst {
         created,
         finished,
         pods: 2,
-        writes: operator_process::diff_counters(&writes_before, &apiserver::writes(&client).await?),
+        writes: writes_since(&client, &writes_before).await?,
     });
     report.burst_cpu = operator.cpu_seconds()? - cpu_before;
     report.requests = operator_process::diff_counters(&requests_before, &operator.api_requests().await?);
@@ -308,14 +306,11 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     create_paced(&jobs, &names, &pacer(), args.concurrency, job_object).await?;
     let created = start.elapsed();
     let finished = wait_jobs_done(&seen, &names).await?.duration_since(start);
-    // The same settling as the OMJobs' before counting: the Job controller's last status and
-    // finalizer writes trail the Jobs' completion.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     report.job_burst = Some(Burst {
         created,
         finished,
         pods: 1,
-        writes: operator_process::diff_counters(&writes_before, &apiserver::writes(&client).await?),
+        writes: writes_since(&client, &writes_before).await?,
     });
     let after_bursts = operator.memory()?;
 
@@ -607,6 +602,20 @@ pub(crate) async fn create_namespace(client: &Client, name: &str) -> anyhow::Res
     omjob_testbed::fixture::wait_for_service_account(client, name, "default", Duration::from_secs(60))
         .await
         .map_err(anyhow::Error::msg)
+}
+
+/// The API server's writes since `before`, counted after 2 s of settling: a burst's last status,
+/// finalizer and event writes (the operator's, or the Job controller's) trail its last object's
+/// completion.
+async fn writes_since(
+    client: &kube::Client,
+    before: &BTreeMap<String, f64>,
+) -> anyhow::Result<BTreeMap<String, f64>> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(operator_process::diff_counters(
+        before,
+        &apiserver::writes(client).await?,
+    ))
 }
 
 /// An OMJob whose pods run under the namespace's `default` service account and finish at once,
