@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 
 use crate::{ConcurrencyPolicy, CronOMJobSpec, OMJobSpec};
 
+/// The prefix every annotation key of this project starts with.
+pub const PREFIX: &str = "omjob.pipelines.openmetadata.org/";
+
 /// Stands in for `spec.activeDeadlineSeconds` (OMJob; on a CronOMJob it is copied to its runs).
 pub const ACTIVE_DEADLINE_SECONDS: &str = "omjob.pipelines.openmetadata.org/active-deadline-seconds";
 /// Stands in for `spec.pendingTimeoutSeconds` (OMJob; on a CronOMJob it is copied to its runs).
@@ -114,5 +117,26 @@ mod tests {
         ])));
         assert_eq!(cron.concurrency_policy, Some(ConcurrencyPolicy::Forbid));
         assert_eq!(cron.om_job_spec.active_deadline_seconds, Some(9));
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn every_key_starts_with_the_prefix() {
+        for key in [
+            ACTIVE_DEADLINE_SECONDS,
+            PENDING_TIMEOUT_SECONDS,
+            CONCURRENCY_POLICY,
+            MAIN_OUTCOME,
+            MAIN_EXIT_CODE,
+            EXIT_HANDLER_ATTEMPTS,
+            EXIT_HANDLER_ATTEMPT,
+            PIPELINE_STATUS,
+        ] {
+            assert!(key.starts_with(PREFIX), "{key}");
+        }
     }
 }

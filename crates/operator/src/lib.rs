@@ -15,6 +15,7 @@ pub mod controller;
 pub mod cronomjob;
 pub mod decode;
 pub mod events;
+pub mod heap;
 pub mod http;
 pub mod leader;
 pub mod metrics;

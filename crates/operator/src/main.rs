@@ -14,5 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
+    #[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+    omjob_operator::heap::use_jemalloc_stats();
     cli::run(<cli::Cli as clap::Parser>::parse())
 }

@@ -110,6 +110,9 @@ pub struct Metrics {
     api_requests: Family<ApiRequestLabels, Counter>,
     events_dropped: Counter,
     parked: Family<LaneLabels, Counter>,
+    /// Live and resident heap bytes, registered only when the allocator can tell
+    /// ([`crate::heap`]) and refreshed at each scrape.
+    heap: Option<(Gauge, Gauge)>,
 }
 
 impl Default for Metrics {
@@ -204,8 +207,26 @@ impl Metrics {
             parked.clone(),
         );
 
+        let heap = crate::heap::read().map(|_| {
+            let (allocated, resident) = (Gauge::default(), Gauge::default());
+            sub.register_with_unit(
+                "heap_allocated",
+                "Heap bytes held by live allocations, as jemalloc counts them",
+                Unit::Bytes,
+                allocated.clone(),
+            );
+            sub.register_with_unit(
+                "heap_resident",
+                "Bytes in pages jemalloc keeps resident: live allocations, freed memory kept for reuse, and its own metadata",
+                Unit::Bytes,
+                resident.clone(),
+            );
+            (allocated, resident)
+        });
+
         Self {
             registry,
+            heap,
             reconciliations,
             reconcile_errors,
             phase_duration,
@@ -298,6 +319,10 @@ impl Metrics {
     ///
     /// Only if a metric fails to encode; writing into a `String` itself cannot fail.
     pub fn encode(&self) -> Result<String, EncodeError> {
+        if let (Some((allocated, resident)), Some(now)) = (&self.heap, crate::heap::read()) {
+            allocated.set(i64::try_from(now.allocated).unwrap_or(i64::MAX));
+            resident.set(i64::try_from(now.resident).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).map_err(EncodeError)?;
         Ok(out)

@@ -41,7 +41,7 @@ use super::{
     apiserver,
     omjob_loads::{Goal, Load, Runner, Shape, spawn_observer},
     omjob_report::{Burst, MemoryRow, Report},
-    operator_process::{self, OperatorOptions, OperatorProcess, Started},
+    operator_process::{self, Memory, OperatorOptions, OperatorProcess, Started},
     twin::Twin,
 };
 use crate::step;
@@ -236,7 +236,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut operator = OperatorProcess::start(&testbed, opts, Started::Ready).await?;
     step("Operator ready; letting it settle for 5 s before the idle figure");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle = operator.memory()?;
+    let idle = memory_reading(&operator).await?;
 
     step(&format!("Starting the twin in namespace {TWIN_NAMESPACE}"));
     let twin = Twin::start(
@@ -312,7 +312,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         pods: 1,
         writes: writes_since(&client, &writes_before).await?,
     });
-    let after_bursts = operator.memory()?;
+    let after_bursts = memory_reading(&operator).await?;
 
     step(&format!(
         "Storing {} OMJobs in all ({fill} more, run to completion)",
@@ -326,22 +326,23 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     .await?;
     wait_terminal(&seen, &names).await?;
     let fill_cpu = operator.cpu_seconds()? - cpu_before;
-    let stored = operator.memory()?;
+    let stored = memory_reading(&operator).await?;
 
     step("Restarting the operator over the stored OMJobs");
     let restart_begin = Instant::now();
     operator.restart().await?;
     let ready_after = restart_begin.elapsed();
     let settled_after = wait_reconciles_settle(&operator).await?;
-    let restarted = operator.memory()?;
+    let restarted = memory_reading(&operator).await?;
     let restart_cpu = operator.cpu_seconds()?;
     drop(operator);
     drop(watches);
 
     let total = before_fill + fill;
-    let mem = |label: String, memory, goal_mib| MemoryRow {
+    let mem = |label: String, (memory, live_heap_mib), goal_mib| MemoryRow {
         label,
         memory,
+        live_heap_mib,
         goal_mib,
     };
     report.memory = vec![
@@ -368,6 +369,12 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     );
     drop(testbed);
     Ok(())
+}
+
+/// The operator's resident memory and, when its allocator tells, the heap live objects hold
+/// (MiB): what separates data kept from freed memory not yet given back.
+async fn memory_reading(operator: &OperatorProcess) -> anyhow::Result<(Memory, Option<f64>)> {
+    Ok((operator.memory()?, operator.live_heap_mib().await?))
 }
 
 /// Rule-mode annotation: how long the pod's containers "run".

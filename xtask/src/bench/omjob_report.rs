@@ -46,6 +46,8 @@ impl Burst {
 pub(crate) struct MemoryRow {
     pub label: String,
     pub memory: Memory,
+    /// The heap live objects held (MiB), when the operator's allocator tells.
+    pub live_heap_mib: Option<f64>,
     pub goal_mib: Option<f64>,
 }
 
@@ -265,7 +267,14 @@ impl Report {
         for m in &self.memory {
             let rss = m.memory.rss_mib();
             rows.push(vec![
-                format!("RSS {} (peak {:.1} MiB)", m.label, m.memory.peak_mib()),
+                match m.live_heap_mib {
+                    Some(live) => format!(
+                        "RSS {} (peak {:.1} MiB, live heap {live:.1} MiB)",
+                        m.label,
+                        m.memory.peak_mib()
+                    ),
+                    None => format!("RSS {} (peak {:.1} MiB)", m.label, m.memory.peak_mib()),
+                },
                 m.goal_mib
                     .map_or_else(|| "-".to_owned(), |g| format!("< {g:.0} MiB")),
                 format!("{rss:.1} MiB"),

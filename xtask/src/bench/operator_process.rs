@@ -197,6 +197,19 @@ impl OperatorProcess {
             .collect())
     }
 
+    /// `omjob_heap_allocated_bytes` from `/metrics`, in MiB: the heap live objects hold, when
+    /// the operator's allocator can tell (jemalloc, its default).
+    ///
+    /// # Errors
+    /// When the scrape fails.
+    #[allow(clippy::cast_precision_loss)]
+    pub async fn live_heap_mib(&self) -> anyhow::Result<Option<f64>> {
+        let text = self.metrics_text().await?;
+        Ok(samples(&text, "omjob_heap_allocated_bytes")
+            .first()
+            .map(|s| s.value / 1_048_576.0))
+    }
+
     /// The cumulative buckets `(le, count)` of `omjob_exit_handler_latency_seconds`, ascending.
     ///
     /// # Errors

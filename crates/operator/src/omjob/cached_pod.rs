@@ -12,7 +12,9 @@ use std::borrow::Cow;
 
 use k8s_openapi::{
     NamespaceResourceScope,
-    api::core::v1::{Container, ContainerStatus, EnvVar, Pod, PodSpec, PodStatus},
+    api::core::v1::{
+        Container, ContainerState, ContainerStatus, EnvVar, Pod, PodCondition, PodSpec, PodStatus,
+    },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use serde::Deserialize;
@@ -25,22 +27,23 @@ const TOLD: [&str; 3] = [
     omjob_api::env::MAIN_POD_TERMINATION_REASON,
 ];
 
-/// Pod conditions the controller reads: `PodScheduled` (why a pod is pending), `Ready` and
-/// `DisruptionTarget` (signs of a lost node).
-const CONDITIONS: [&str; 3] = ["PodScheduled", "Ready", "DisruptionTarget"];
-
-/// A pod as cached: its metadata (without `managedFields`), the node it is bound to, the
-/// variables that told an exit pod how the main stage ended, and its status without addresses,
-/// images or resources.
+/// A pod as cached: the metadata the rules and the owner trigger read, the node it is bound to,
+/// the variables that told an exit pod how the main stage ended, and the status fields the
+/// rules read.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct CachedPod {
-    /// The pod's metadata.
+    /// The pod's metadata: name, namespace, uid, `resourceVersion`, creation and deletion
+    /// timestamps and owners (after [`Self::slim`]).
     #[serde(default)]
     pub metadata: ObjectMeta,
     #[serde(default)]
     spec: Option<Spec>,
     #[serde(default)]
-    status: Option<PodStatus>,
+    status: Option<Status>,
+    /// The exit pod's pipeline-status annotation, out of `metadata.annotations` (after
+    /// [`Self::slim`]): a map of one entry is a 500-byte node.
+    #[serde(skip)]
+    pipeline_status: Option<String>,
 }
 
 /// The part of a pod's spec that is cached.
@@ -57,17 +60,75 @@ struct Spec {
 #[derive(Clone, Debug, Default, Deserialize)]
 struct TellingContainer {
     #[serde(default)]
-    env: Option<Vec<EnvVar>>,
+    env: Option<Vec<Var>>,
+}
+
+/// A variable with a literal value: the told ones always have one (`valueFrom` is not read, so
+/// it is not decoded either).
+#[derive(Clone, Debug, Default, Deserialize)]
+struct Var {
+    name: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+/// The part of a pod's status that is cached. A `k8s_openapi` `PodStatus` with one
+/// `ContainerStatus` is about 1.4 KiB before its strings, nearly all of it fields no rule reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    #[serde(default)]
+    phase: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    conditions: Option<Vec<PodCondition>>,
+    #[serde(default)]
+    container_statuses: Option<Vec<StateOf>>,
+}
+
+/// A container's status, for its state only.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct StateOf {
+    #[serde(default)]
+    state: Option<ContainerState>,
+}
+
+/// Whether a pod condition can change what a rule answers for a pod in `phase`, and so is
+/// cached: `DisruptionTarget` when `True` (a pod deleted for its node's taint), `Ready` when
+/// `False` on a running pod (a node that stopped answering), `PodScheduled` when `False` on a
+/// pending one (why it does not start; [`super::outcome::pending_detail`] is asked of pending
+/// pods only). Any other condition reads the same as a missing one to every rule in
+/// [`super::outcome`]. A pod that changes phase arrives whole in a new watch event, so the
+/// choice is made again.
+fn condition_is_read(phase: &str, c: &PodCondition) -> bool {
+    matches!(
+        (c.type_.as_str(), c.status.as_str(), phase),
+        ("DisruptionTarget", "True", _)
+            | ("Ready", "False", "Running")
+            | ("PodScheduled", "False", "Pending")
+    )
 }
 
 impl CachedPod {
-    /// Drops what the decoding kept but nothing reads: `managedFields`, the first container's
-    /// other variables, the other containers, and the status fields no rule looks at. Applied
-    /// to every object the pod watch delivers.
+    /// Drops what the decoding kept but nothing reads: `managedFields`, the labels (the watch
+    /// selects on them; nothing reads them back), finalizers, every annotation but the exit
+    /// pod's pipeline status (kept aside), the first container's other variables, the other
+    /// containers, and the conditions no rule tells apart from a missing one. Applied to every
+    /// object the pod watch delivers.
     pub fn slim(&mut self) {
         super::strip_for_cache(self);
+        let meta = &mut self.metadata;
+        meta.labels = None;
+        meta.finalizers = None;
+        meta.generate_name = None;
+        if let Some(mut a) = meta.annotations.take() {
+            self.pipeline_status = a.remove(omjob_api::annotations::PIPELINE_STATUS);
+        }
         if let Some(spec) = self.spec.as_mut() {
-            let told: Vec<EnvVar> = spec
+            let told: Vec<Var> = spec
                 .containers
                 .first_mut()
                 .and_then(|c| c.env.take())
@@ -81,60 +142,60 @@ impl CachedPod {
                 vec![TellingContainer { env: Some(told) }]
             };
         }
-        if let Some(status) = self.status.take() {
-            self.status = Some(slim_status(status));
+        if let Some(status) = self.status.as_mut() {
+            let phase = status.phase.clone().unwrap_or_else(|| "Pending".to_owned());
+            if let Some(conditions) = status.conditions.as_mut() {
+                conditions.retain(|c| condition_is_read(&phase, c));
+            }
         }
     }
 
     /// The cached pod as a `Pod` with only the cached fields set.
     #[must_use]
     pub fn to_pod(&self) -> Pod {
+        let mut metadata = self.metadata.clone();
+        if let Some(status) = &self.pipeline_status {
+            metadata.annotations =
+                Some([(omjob_api::annotations::PIPELINE_STATUS.to_owned(), status.clone())].into());
+        }
         Pod {
-            metadata: self.metadata.clone(),
+            metadata,
             spec: self.spec.as_ref().map(|s| PodSpec {
                 node_name: s.node_name.clone(),
                 containers: s
                     .containers
                     .iter()
                     .map(|c| Container {
-                        env: c.env.clone(),
+                        env: c.env.as_ref().map(|env| {
+                            env.iter()
+                                .map(|v| EnvVar {
+                                    name: v.name.clone(),
+                                    value: v.value.clone(),
+                                    value_from: None,
+                                })
+                                .collect()
+                        }),
                         ..Container::default()
                     })
                     .collect(),
                 ..PodSpec::default()
             }),
-            status: self.status.clone(),
+            status: self.status.as_ref().map(|s| PodStatus {
+                phase: s.phase.clone(),
+                reason: s.reason.clone(),
+                message: s.message.clone(),
+                conditions: s.conditions.clone(),
+                container_statuses: s.container_statuses.as_ref().map(|c| {
+                    c.iter()
+                        .map(|c| ContainerStatus {
+                            state: c.state.clone(),
+                            ..ContainerStatus::default()
+                        })
+                        .collect()
+                }),
+                ..PodStatus::default()
+            }),
         }
-    }
-}
-
-/// Keeps what the rules read: phase, reason and message, the kept conditions, and each
-/// container's name, state and restart count.
-fn slim_status(status: PodStatus) -> PodStatus {
-    PodStatus {
-        phase: status.phase,
-        reason: status.reason,
-        message: status.message,
-        conditions: status.conditions.map(|c| {
-            c.into_iter()
-                .filter(|c| CONDITIONS.contains(&c.type_.as_str()))
-                .collect()
-        }),
-        container_statuses: status.container_statuses.map(|c| {
-            c.into_iter()
-                .map(|c| ContainerStatus {
-                    name: c.name,
-                    state: c.state,
-                    last_state: c.last_state,
-                    ready: c.ready,
-                    restart_count: c.restart_count,
-                    started: c.started,
-                    ..ContainerStatus::default()
-                })
-                .collect()
-        }),
-        start_time: status.start_time,
-        ..PodStatus::default()
     }
 }
 
@@ -148,10 +209,28 @@ impl From<Pod> for CachedPod {
                 containers: s
                     .containers
                     .into_iter()
-                    .map(|c| TellingContainer { env: c.env })
+                    .map(|c| TellingContainer {
+                        env: c.env.map(|env| {
+                            env.into_iter()
+                                .map(|e| Var {
+                                    name: e.name,
+                                    value: e.value,
+                                })
+                                .collect()
+                        }),
+                    })
                     .collect(),
             }),
-            status: pod.status,
+            status: pod.status.map(|s| Status {
+                phase: s.phase,
+                reason: s.reason,
+                message: s.message,
+                conditions: s.conditions,
+                container_statuses: s
+                    .container_statuses
+                    .map(|c| c.into_iter().map(|c| StateOf { state: c.state }).collect()),
+            }),
+            pipeline_status: None,
         };
         cached.slim();
         cached
@@ -249,8 +328,99 @@ mod tests {
             Some("success")
         );
         assert_eq!(pod.metadata.owner_references, full.metadata.owner_references);
-        assert_eq!(pod.metadata.labels, full.metadata.labels);
         assert_eq!(pod.metadata.managed_fields, None);
+    }
+
+    #[test]
+    fn a_cached_pod_keeps_the_pipeline_status_annotation_and_drops_labels() {
+        let mut json = exit_pod_json();
+        json["metadata"]["annotations"][omjob_api::annotations::PIPELINE_STATUS] = json!("failed");
+        let mut cached: CachedPod = serde_json::from_value(json).unwrap();
+        cached.slim();
+        let pod = cached.to_pod();
+        assert_eq!(
+            pod.metadata.annotations,
+            Some(
+                [(
+                    omjob_api::annotations::PIPELINE_STATUS.to_owned(),
+                    "failed".to_owned()
+                )]
+                .into()
+            )
+        );
+        assert_eq!(
+            bookkeeping::given_pipeline_status(&pod).as_deref(),
+            Some("failed")
+        );
+        assert_eq!(pod.metadata.labels, None);
+
+        let mut plain: CachedPod = serde_json::from_value(exit_pod_json()).unwrap();
+        plain.slim();
+        assert_eq!(plain.metadata.annotations, None, "no annotation the rules read");
+    }
+
+    #[test]
+    fn every_condition_reads_the_same_cached_as_whole() {
+        let phases = [
+            Some("Pending"),
+            Some("Running"),
+            Some("Succeeded"),
+            Some("Failed"),
+            None,
+        ];
+        let conditions = [
+            ("PodScheduled", "True", None),
+            ("PodScheduled", "False", Some("Unschedulable")),
+            ("Ready", "True", None),
+            ("Ready", "False", Some("ContainersNotReady")),
+            ("Ready", "False", Some("PodCompleted")),
+            ("Ready", "False", None),
+            ("Ready", "Unknown", None),
+            ("DisruptionTarget", "True", Some("DeletionByTaintManager")),
+            ("DisruptionTarget", "True", Some("TerminationByKubelet")),
+            ("DisruptionTarget", "False", Some("DeletionByTaintManager")),
+            ("Initialized", "True", None),
+        ];
+        for phase in phases {
+            for (i, a) in conditions.iter().enumerate() {
+                // Alone, or with one of another type: the API server keeps one condition per type.
+                for b in std::iter::once(None).chain(conditions[i..].iter().map(Some)) {
+                    if b.is_some_and(|b| b.0 == a.0) {
+                        continue;
+                    }
+                    let conditions: Vec<_> = std::iter::once(a)
+                        .chain(b)
+                        .map(|(t, s, r)| {
+                            json!({"type": t, "status": s, "reason": r, "message": "m",
+                               "lastTransitionTime": "2026-01-01T00:00:00Z"})
+                        })
+                        .collect();
+                    let json = json!({
+                        "metadata": {"name": "j-main", "namespace": "ns"},
+                        "status": {"phase": phase, "conditions": conditions}
+                    });
+                    let full: Pod = serde_json::from_value(json.clone()).unwrap();
+                    let mut cached: CachedPod = serde_json::from_value(json).unwrap();
+                    cached.slim();
+                    let pod = cached.to_pod();
+                    let case = format!("{phase:?} {a:?} {b:?}");
+                    assert_eq!(
+                        outcome::node_down_from_pod(&pod),
+                        outcome::node_down_from_pod(&full),
+                        "{case}"
+                    );
+                    assert_eq!(outcome::is_pending(&pod), outcome::is_pending(&full), "{case}");
+                    if outcome::is_pending(&full) {
+                        assert_eq!(
+                            outcome::pending_detail(&pod),
+                            outcome::pending_detail(&full),
+                            "{case}"
+                        );
+                    }
+                    assert_eq!(outcome::finished(&pod), outcome::finished(&full), "{case}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -267,7 +437,11 @@ mod tests {
         assert_eq!(status.pod_ip, None);
         assert_eq!(status.qos_class, None);
         let kept: Vec<_> = status.conditions.unwrap().into_iter().map(|c| c.type_).collect();
-        assert_eq!(kept, ["Ready", "DisruptionTarget"]);
+        assert_eq!(
+            kept,
+            ["DisruptionTarget"],
+            "Initialized is never read, and Ready only while the pod runs"
+        );
         let c = &status.container_statuses.unwrap()[0];
         assert_eq!(
             (c.image.as_str(), c.image_id.as_str(), c.container_id.as_deref()),

@@ -196,15 +196,28 @@ pub fn strip_for_cache<K: kube::Resource>(obj: &mut K) {
     }
 }
 
-/// What the controller caches of an OMJob: [`strip_for_cache`], and, once the run is over
-/// (`Succeeded` or `Failed`), none of its pod templates but the fact that it has an exit
-/// handler. A finished run renders no pod again (its reconcile reads the TTL, the deadline,
-/// whether an exit handler is set, its metadata and status), and OpenMetadata's templates
-/// carry the workflow config in both stages' env, so finished runs kept for their history
-/// would otherwise hold most of it. A status that leaves the terminal phase (an edit by hand)
-/// arrives as a new watch event with the templates whole.
+/// What the controller caches of an OMJob: [`strip_for_cache`] and only this project's
+/// annotations ([`omjob_api::annotations::PREFIX`]: the settings and bookkeeping a reconcile
+/// reads; OpenMetadata copies its pod annotations onto every OMJob, and nothing here reads
+/// them back from the OMJob), and, once the run is over (`Succeeded` or `Failed`), none of its
+/// pod templates but the fact that it has an exit handler. A finished run renders no pod again
+/// (its reconcile reads the TTL, the deadline, whether an exit handler is set, its metadata and
+/// status), and OpenMetadata's templates carry the workflow config in both stages' env, so
+/// finished runs kept for their history would otherwise hold most of it. A status that leaves
+/// the terminal phase (an edit by hand) arrives as a new watch event with the templates whole.
+/// The labels stay: events about the OMJob copy them.
 pub fn strip_omjob_for_cache(obj: &mut Lenient<OMJob>) {
     strip_for_cache(obj);
+    let meta = kube::Resource::meta_mut(obj);
+    meta.annotations = meta
+        .annotations
+        .take()
+        .map(|a| {
+            a.into_iter()
+                .filter(|(k, _)| k.starts_with(omjob_api::annotations::PREFIX))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        })
+        .filter(|a| !a.is_empty());
     if let Ok(omjob) = obj.0.as_mut()
         && omjob
             .status
@@ -278,6 +291,43 @@ mod tests {
         assert_eq!(o.metadata.labels, before.metadata.labels);
         assert_eq!(o.metadata.finalizers, before.metadata.finalizers);
         assert_eq!(o.status, before.status);
+    }
+
+    #[test]
+    fn cached_omjobs_keep_only_this_projects_annotations() {
+        let mut o: Lenient<OMJob> = serde_json::from_value(json!({
+            "apiVersion": "pipelines.openmetadata.org/v1", "kind": "OMJob",
+            "metadata": {"name": "j", "namespace": "ns", "annotations": {
+                "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+                omjob_api::annotations::EXIT_HANDLER_ATTEMPTS: "2",
+                omjob_api::annotations::ACTIVE_DEADLINE_SECONDS: "600"}},
+            "spec": {"mainPodSpec": {"image": "i", "serviceAccountName": "sa", "command": ["x"]}},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        strip_omjob_for_cache(&mut o);
+        let kept: Vec<_> = kube::Resource::meta(&o)
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                omjob_api::annotations::ACTIVE_DEADLINE_SECONDS,
+                omjob_api::annotations::EXIT_HANDLER_ATTEMPTS
+            ]
+        );
+
+        let mut none: Lenient<OMJob> = serde_json::from_value(json!({
+            "apiVersion": "pipelines.openmetadata.org/v1", "kind": "OMJob",
+            "metadata": {"name": "j", "namespace": "ns", "annotations": {"other": "x"}},
+            "spec": {"mainPodSpec": {"image": "i", "serviceAccountName": "sa", "command": ["x"]}}
+        }))
+        .unwrap();
+        strip_omjob_for_cache(&mut none);
+        assert_eq!(kube::Resource::meta(&none).annotations, None);
     }
 
     #[test]
