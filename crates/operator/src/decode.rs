@@ -93,7 +93,16 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Buffered, because a typed decode that fails half-way cannot be resumed; the buffer is
         // dropped as soon as the object is decoded, so the cache holds typed objects only.
-        let value = serde_json::Value::deserialize(deserializer)?;
+        let mut value = serde_json::Value::deserialize(deserializer)?;
+        // Nothing the watches feed reads `managedFields` (every cache drops them), and they are
+        // often most of an object: not decoding them a second time keeps a list page of
+        // objects, all decoded before the first is cached, from holding them all.
+        if let Some(meta) = value
+            .get_mut("metadata")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            meta.remove("managedFields");
+        }
         match decode::<K>(&value) {
             Ok(k) => Ok(Self(Ok(k))),
             Err(error) => {
@@ -254,6 +263,18 @@ mod tests {
         });
         edit(&mut o);
         o
+    }
+
+    #[test]
+    fn managed_fields_are_not_decoded() {
+        let o = omjob(|o| {
+            o["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Update",
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]);
+        });
+        let decoded: Lenient<OMJob> = serde_json::from_value(o).unwrap();
+        let meta = decoded.meta();
+        assert_eq!(meta.managed_fields, None);
+        assert_eq!(meta.uid.as_deref(), Some("u-1"));
     }
 
     #[test]
