@@ -208,12 +208,12 @@ impl Boundary {
                     && status.as_ref().and_then(|s| s.exit_handler_pod_name.as_deref()) == Some("job-exit")
             }
             // The write that makes the run Succeeded can also be the one that records the main
-            // stage's end: the exit pod is created first and may finish before the next pass.
-            // Either way nothing terminal is stored yet.
+            // stage's end (the exit pod is created first and may finish before the next pass),
+            // and even the first status write at all, when both pods finish before any pass
+            // writes one (seen on a fast machine: no status yet, the bookkeeping annotations
+            // written). Whichever, nothing terminal is stored yet.
             Self::BeforeTerminalWritten => {
-                matches!(l.phase(), Some(Phase::Running | Phase::ExitHandlerRunning))
-                    && exit_finished
-                    && runs.len() == 1
+                !l.phase().is_some_and(Phase::is_terminal) && exit_finished && runs.len() == 1
             }
             Self::AfterTerminalWritten => l.phase() == Some(Phase::Succeeded) && l.holds_finalizer(),
         };
