@@ -91,6 +91,23 @@ fn read_meta<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Object
     })
 }
 
+/// The fields of [`KeptMeta`] out of `m`, the others dropped: what a pod created here keeps, so
+/// that it is cached as the watch would cache it.
+fn kept_meta(m: ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        creation_timestamp: m.creation_timestamp,
+        deletion_timestamp: m.deletion_timestamp,
+        deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+        owner_references: m.owner_references,
+        annotations: m.annotations,
+        ..ObjectMeta::default()
+    }
+}
+
 /// The part of a pod's spec that is cached.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -158,18 +175,14 @@ fn condition_is_read(phase: &str, c: &PodCondition) -> bool {
 }
 
 impl CachedPod {
-    /// Drops what the decoding kept but nothing reads: `managedFields`, the labels (the watch
-    /// selects on them; nothing reads them back), finalizers, every annotation but the exit
-    /// pod's pipeline status (kept aside), the first container's other variables, the other
-    /// containers, and the conditions no rule tells apart from a missing one. Applied to every
-    /// object the pod watch delivers.
+    /// Drops what nothing reads: every metadata field [`KeptMeta`] does not decode (a pod
+    /// created here arrives with `managedFields`, labels, finalizers), every annotation but the
+    /// exit pod's pipeline status (kept aside), the first container's other variables, the
+    /// other containers, and the conditions no rule tells apart from a missing one. Applied to
+    /// every object the pod watch delivers.
     pub fn slim(&mut self) {
-        super::strip_for_cache(self);
-        let meta = &mut self.metadata;
-        meta.labels = None;
-        meta.finalizers = None;
-        meta.generate_name = None;
-        if let Some(mut a) = meta.annotations.take() {
+        self.metadata = kept_meta(std::mem::take(&mut self.metadata));
+        if let Some(mut a) = self.metadata.annotations.take() {
             self.pipeline_status = a.remove(omjob_api::annotations::PIPELINE_STATUS);
         }
         if let Some(spec) = self.spec.as_mut() {
@@ -322,6 +335,7 @@ mod tests {
         json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "j-exit", "namespace": "ns", "uid": "u1", "annotations": {"a": "b"},
+                         "generation": 1, "finalizers": ["example.com/hold"],
                          "labels": {"app.kubernetes.io/pod-type": "exit"},
                          "ownerReferences": [{"apiVersion": "pipelines.openmetadata.org/v1", "kind": "OMJob",
                                               "name": "j", "uid": "o1"}],
