@@ -23,10 +23,16 @@ pub fn use_jemalloc_stats() {
     JEMALLOC.store(true, Ordering::Relaxed);
 }
 
+/// Whether [`read`] can tell the heap (jemalloc is the global allocator).
+#[must_use]
+pub fn known() -> bool {
+    JEMALLOC.load(Ordering::Relaxed)
+}
+
 /// The heap now, when the allocator can tell.
 #[must_use]
 pub fn read() -> Option<HeapStats> {
-    if !JEMALLOC.load(Ordering::Relaxed) {
+    if !known() {
         return None;
     }
     read_jemalloc()

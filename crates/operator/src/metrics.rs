@@ -207,7 +207,7 @@ impl Metrics {
             parked.clone(),
         );
 
-        let heap = crate::heap::read().map(|_| {
+        let heap = crate::heap::known().then(|| {
             let (allocated, resident) = (Gauge::default(), Gauge::default());
             sub.register_with_unit(
                 "heap_allocated",
