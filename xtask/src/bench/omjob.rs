@@ -329,11 +329,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let stored = memory_reading(&operator).await?;
     // What is still draining when the last run ends (queued events, freed pages not yet given
     // back) shows as the difference to a reading made later.
-    step(&format!(
-        "Waiting {SETTLE_SECS} s before reading the memory again"
-    ));
-    tokio::time::sleep(Duration::from_secs(SETTLE_SECS)).await;
-    let stored_later = memory_reading(&operator).await?;
+    let stored_later = memory_reading_later(&operator, "before reading the memory again").await?;
 
     step("Restarting the operator over the stored OMJobs");
     let restart_begin = Instant::now();
@@ -344,11 +340,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let restart_cpu = operator.cpu_seconds()?;
     // jemalloc gives freed pages back over about ten seconds (its dirty-page decay): the reading
     // just after the restart's lists holds their garbage, this one what stays.
-    step(&format!(
-        "Waiting {SETTLE_SECS} s for the allocator to give back the restart's garbage"
-    ));
-    tokio::time::sleep(Duration::from_secs(SETTLE_SECS)).await;
-    let restarted_later = memory_reading(&operator).await?;
+    let restarted_later =
+        memory_reading_later(&operator, "for the allocator to give back the restart's garbage").await?;
     drop(operator);
     drop(watches);
 
@@ -403,6 +396,16 @@ const SETTLE_SECS: u64 = 30;
 /// (MiB): what separates data kept from freed memory not yet given back.
 async fn memory_reading(operator: &OperatorProcess) -> anyhow::Result<(Memory, Option<f64>)> {
     Ok((operator.memory()?, operator.live_heap_mib().await?))
+}
+
+/// [`memory_reading`] after waiting [`SETTLE_SECS`], saying what for.
+async fn memory_reading_later(
+    operator: &OperatorProcess,
+    what_for: &str,
+) -> anyhow::Result<(Memory, Option<f64>)> {
+    step(&format!("Waiting {SETTLE_SECS} s {what_for}"));
+    tokio::time::sleep(Duration::from_secs(SETTLE_SECS)).await;
+    memory_reading(operator).await
 }
 
 /// Rule-mode annotation: how long the pod's containers "run".
