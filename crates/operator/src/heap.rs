@@ -1,5 +1,6 @@
 //! The allocator's own account of the heap: the bytes held by live objects against the bytes
-//! resident, so that a memory figure tells live data from freed memory kept for reuse. Known
+//! resident, so that a memory figure tells live data from freed memory kept for reuse (and,
+//! of that, what is stuck in pages that still hold live objects). Known
 //! only when jemalloc is the process's global allocator, which the binary says with
 //! [`use_jemalloc_stats`] (test binaries and `--no-default-features` builds use another).
 
@@ -12,6 +13,9 @@ static JEMALLOC: AtomicBool = AtomicBool::new(false);
 pub struct HeapStats {
     /// Held by live allocations (`stats.allocated`).
     pub allocated: u64,
+    /// In pages that hold at least one live allocation (`stats.active`); what exceeds
+    /// `allocated` is freed space inside pages that cannot be given back (fragmentation).
+    pub active: u64,
     /// In pages the allocator has resident, its own metadata included (`stats.resident`).
     pub resident: u64,
 }
@@ -45,6 +49,7 @@ fn read_jemalloc() -> Option<HeapStats> {
     epoch::advance().ok()?;
     Some(HeapStats {
         allocated: u64::try_from(stats::allocated::read().ok()?).ok()?,
+        active: u64::try_from(stats::active::read().ok()?).ok()?,
         resident: u64::try_from(stats::resident::read().ok()?).ok()?,
     })
 }

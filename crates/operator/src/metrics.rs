@@ -110,15 +110,23 @@ pub struct Metrics {
     api_requests: Family<ApiRequestLabels, Counter>,
     events_dropped: Counter,
     parked: Family<LaneLabels, Counter>,
-    /// Live and resident heap bytes, registered only when the allocator can tell
+    /// Live, active and resident heap bytes, registered only when the allocator can tell
     /// ([`crate::heap`]) and refreshed at each scrape.
-    heap: Option<(Gauge, Gauge)>,
+    heap: Option<HeapGauges>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The gauges of [`crate::heap::HeapStats`].
+#[derive(Debug)]
+struct HeapGauges {
+    allocated: Gauge,
+    active: Gauge,
+    resident: Gauge,
 }
 
 impl Metrics {
@@ -208,7 +216,7 @@ impl Metrics {
         );
 
         let heap = crate::heap::known().then(|| {
-            let (allocated, resident) = (Gauge::default(), Gauge::default());
+            let (allocated, active, resident) = (Gauge::default(), Gauge::default(), Gauge::default());
             sub.register_with_unit(
                 "heap_allocated",
                 "Heap bytes held by live allocations, as jemalloc counts them",
@@ -216,12 +224,22 @@ impl Metrics {
                 allocated.clone(),
             );
             sub.register_with_unit(
+                "heap_active",
+                "Bytes in heap pages that hold at least one live allocation; above heap_allocated is freed space those pages keep",
+                Unit::Bytes,
+                active.clone(),
+            );
+            sub.register_with_unit(
                 "heap_resident",
                 "Bytes in pages jemalloc keeps resident: live allocations, freed memory kept for reuse, and its own metadata",
                 Unit::Bytes,
                 resident.clone(),
             );
-            (allocated, resident)
+            HeapGauges {
+                allocated,
+                active,
+                resident,
+            }
         });
 
         Self {
@@ -319,9 +337,11 @@ impl Metrics {
     ///
     /// Only if a metric fails to encode; writing into a `String` itself cannot fail.
     pub fn encode(&self) -> Result<String, EncodeError> {
-        if let (Some((allocated, resident)), Some(now)) = (&self.heap, crate::heap::read()) {
-            allocated.set(i64::try_from(now.allocated).unwrap_or(i64::MAX));
-            resident.set(i64::try_from(now.resident).unwrap_or(i64::MAX));
+        if let (Some(gauges), Some(now)) = (&self.heap, crate::heap::read()) {
+            let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            gauges.allocated.set(bytes(now.allocated));
+            gauges.active.set(bytes(now.active));
+            gauges.resident.set(bytes(now.resident));
         }
         let mut out = String::new();
         encode(&mut out, &self.registry).map_err(EncodeError)?;

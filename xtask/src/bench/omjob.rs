@@ -41,7 +41,7 @@ use super::{
     apiserver,
     omjob_loads::{Goal, Load, Runner, Shape, spawn_observer},
     omjob_report::{Burst, MemoryRow, Report},
-    operator_process::{self, Memory, OperatorOptions, OperatorProcess, Started},
+    operator_process::{self, Heap, Memory, OperatorOptions, OperatorProcess, Started},
     twin::Twin,
 };
 use crate::step;
@@ -346,10 +346,10 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     drop(watches);
 
     let total = before_fill + fill;
-    let mem = |label: String, (memory, live_heap_mib), goal_mib| MemoryRow {
+    let mem = |label: String, (memory, heap), goal_mib| MemoryRow {
         label,
         memory,
-        live_heap_mib,
+        heap,
         goal_mib,
     };
     report.memory = vec![
@@ -394,15 +394,15 @@ const SETTLE_SECS: u64 = 30;
 
 /// The operator's resident memory and, when its allocator tells, the heap live objects hold
 /// (MiB): what separates data kept from freed memory not yet given back.
-async fn memory_reading(operator: &OperatorProcess) -> anyhow::Result<(Memory, Option<f64>)> {
-    Ok((operator.memory()?, operator.live_heap_mib().await?))
+async fn memory_reading(operator: &OperatorProcess) -> anyhow::Result<(Memory, Option<Heap>)> {
+    Ok((operator.memory()?, operator.heap().await?))
 }
 
 /// [`memory_reading`] after waiting [`SETTLE_SECS`], saying what for.
 async fn memory_reading_later(
     operator: &OperatorProcess,
     what_for: &str,
-) -> anyhow::Result<(Memory, Option<f64>)> {
+) -> anyhow::Result<(Memory, Option<Heap>)> {
     step(&format!("Waiting {SETTLE_SECS} s {what_for}"));
     tokio::time::sleep(Duration::from_secs(SETTLE_SECS)).await;
     memory_reading(operator).await

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, time::Duration};
 use super::{
     omjob::percentile,
     omjob_loads::{Goal, LoadResult, RunSample, Side},
-    operator_process::Memory,
+    operator_process::{Heap, Memory},
 };
 
 /// One measured throughput burst.
@@ -46,8 +46,8 @@ impl Burst {
 pub(crate) struct MemoryRow {
     pub label: String,
     pub memory: Memory,
-    /// The heap live objects held (MiB), when the operator's allocator tells.
-    pub live_heap_mib: Option<f64>,
+    /// The heap as the operator's allocator counts it, when it tells.
+    pub heap: Option<Heap>,
     pub goal_mib: Option<f64>,
 }
 
@@ -267,11 +267,16 @@ impl Report {
         for m in &self.memory {
             let rss = m.memory.rss_mib();
             rows.push(vec![
-                match m.live_heap_mib {
-                    Some(live) => format!(
-                        "RSS {} (peak {:.1} MiB, live heap {live:.1} MiB)",
+                match m.heap {
+                    Some(heap) => format!(
+                        "RSS {} (peak {:.1} MiB; heap: live {:.1}, in active pages {}, resident {} MiB)",
                         m.label,
-                        m.memory.peak_mib()
+                        m.memory.peak_mib(),
+                        heap.live_mib,
+                        heap.active_mib
+                            .map_or_else(|| "?".to_owned(), |v| format!("{v:.1}")),
+                        heap.resident_mib
+                            .map_or_else(|| "?".to_owned(), |v| format!("{v:.1}")),
                     ),
                     None => format!("RSS {} (peak {:.1} MiB)", m.label, m.memory.peak_mib()),
                 },

@@ -197,17 +197,20 @@ impl OperatorProcess {
             .collect())
     }
 
-    /// `omjob_heap_allocated_bytes` from `/metrics`, in MiB: the heap live objects hold, when
-    /// the operator's allocator can tell (jemalloc, its default).
+    /// The operator's heap as its allocator counts it (`omjob_heap_*_bytes` from `/metrics`),
+    /// when the allocator can tell (jemalloc, its default).
     ///
     /// # Errors
     /// When the scrape fails.
     #[allow(clippy::cast_precision_loss)]
-    pub async fn live_heap_mib(&self) -> anyhow::Result<Option<f64>> {
+    pub async fn heap(&self) -> anyhow::Result<Option<Heap>> {
         let text = self.metrics_text().await?;
-        Ok(samples(&text, "omjob_heap_allocated_bytes")
-            .first()
-            .map(|s| s.value / 1_048_576.0))
+        let mib = |name: &str| samples(&text, name).first().map(|s| s.value / 1_048_576.0);
+        Ok(mib("omjob_heap_allocated_bytes").map(|live| Heap {
+            live_mib: live,
+            active_mib: mib("omjob_heap_active_bytes"),
+            resident_mib: mib("omjob_heap_resident_bytes"),
+        }))
     }
 
     /// The cumulative buckets `(le, count)` of `omjob_exit_handler_latency_seconds`, ascending.
@@ -349,6 +352,17 @@ pub struct Sample {
     pub labels: BTreeMap<String, String>,
     /// The value.
     pub value: f64,
+}
+
+/// The operator's heap, in MiB, as jemalloc counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Heap {
+    /// Held by live objects.
+    pub live_mib: f64,
+    /// In pages holding at least one live object (above `live_mib`: fragmentation).
+    pub active_mib: Option<f64>,
+    /// Resident in the allocator's pages, its metadata included.
+    pub resident_mib: Option<f64>,
 }
 
 /// The samples of metric `name` (the full sample name, such as `omjob_api_requests_total`).

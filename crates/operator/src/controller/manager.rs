@@ -5,8 +5,13 @@
 //! controller. The OMJob trigger streams also carry the OMJobs that the lanes park and later
 //! grant a permit ([`super::lanes`]).
 //!
-//! Each watch runs as a task of its own that updates its cache first and then hands the object
-//! to the controllers through unbounded channels. Two things of kube-runtime 5 are avoided on
+//! Each watch runs as a task of its own that updates its cache first and then hands the cached
+//! object (the cache's own `Arc`, not a second copy) to the controllers through unbounded
+//! channels. The objects of a list (at start, and when a watch has to list again) are handed on
+//! when the list is complete, all of them from the cache: handed on one by one, each would have
+//! waited in its channel as a copy of its own until the controllers start (they start once every
+//! cache is filled), so a restart held every object twice, and freeing the copies left the
+//! cached objects spread over half-empty pages. Two things of kube-runtime 5 are avoided on
 //! purpose, both for lost wake-ups found on the testbed: a store's `wait_until_ready` wakes
 //! only the last of several concurrent waiters (so the caches are awaited once, here, before
 //! any controller starts), and the shared-store subscription (`ReflectHandle`) returns
@@ -59,6 +64,17 @@ fn hand_on<K>(controller: Option<&mpsc::UnboundedSender<Arc<K>>>, obj: &Arc<K>) 
         // A closed channel is a controller that stopped (shutdown): nothing to deliver.
         let _ = tx.unbounded_send(obj.clone());
     }
+}
+
+/// The cache's own copy of `obj`, just written by its reflector, so that what is handed on
+/// shares the cached allocation; `obj` itself when the cache has no such entry.
+fn cached_copy<K>(cache: &Store<K>, obj: K) -> Arc<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    cache
+        .get(&reflector::ObjectRef::from_obj(&obj))
+        .unwrap_or_else(|| Arc::new(obj))
 }
 
 /// Runs the given controllers for `namespaces` (`None`: all) until `shutdown` resolves: the
@@ -149,6 +165,7 @@ pub async fn run(
             tx
         });
         let forget = omjob_shared.clone();
+        let cached = omjob_stores[i].clone();
         watches.push(
             watcher(scope.api::<Lenient<OMJob>>(&client), list_in_pages())
                 .default_backoff()
@@ -157,10 +174,18 @@ pub async fn run(
                 .for_each(move |event| {
                     match event {
                         Err(e) => report_watch_error("omjobs", &e),
-                        Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                            let o = Arc::new(o);
+                        Ok(watcher::Event::Apply(o)) => {
+                            let o = cached_copy(&cached, o);
                             hand_on(to_omjob.as_ref(), &o);
                             hand_on(to_cron.as_ref(), &o);
+                        }
+                        // Handed on from the cache once the list is complete (see the module doc).
+                        Ok(watcher::Event::InitApply(_)) => {}
+                        Ok(watcher::Event::InitDone) => {
+                            for o in cached.state() {
+                                hand_on(to_omjob.as_ref(), &o);
+                                hand_on(to_cron.as_ref(), &o);
+                            }
                         }
                         Ok(watcher::Event::Delete(o)) => {
                             // A deleted OMJob's last write here is no longer anyone's to prefer,
@@ -178,7 +203,7 @@ pub async fn run(
                             }
                             hand_on(to_cron.as_ref(), &Arc::new(o));
                         }
-                        Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                        Ok(watcher::Event::Init) => {}
                     }
                     std::future::ready(())
                 })
@@ -189,6 +214,7 @@ pub async fn run(
             let (tx, rx) = mpsc::unbounded();
             pod_triggers.push(rx);
             let tap = shared.clone();
+            let cached = pod_stores[i].clone();
             watches.push(
                 watcher(
                     scope.api::<CachedPod>(&client),
@@ -198,14 +224,25 @@ pub async fn run(
                 .default_backoff()
                 .modify(CachedPod::slim)
                 .reflect(pod_writer)
-                .touched_objects()
-                .for_each(move |pod| {
-                    match pod {
+                .for_each(move |event| {
+                    match event {
                         Err(e) => report_watch_error("pods", &e),
-                        Ok(pod) => {
+                        Ok(watcher::Event::Apply(pod)) => {
+                            tap.recent.seen_pod(&pod.metadata);
+                            let _ = tx.unbounded_send(cached_copy(&cached, pod));
+                        }
+                        Ok(watcher::Event::Delete(pod)) => {
                             tap.recent.seen_pod(&pod.metadata);
                             let _ = tx.unbounded_send(Arc::new(pod));
                         }
+                        // Handed on from the cache once the list is complete (see the module doc).
+                        Ok(watcher::Event::InitApply(pod)) => tap.recent.seen_pod(&pod.metadata),
+                        Ok(watcher::Event::InitDone) => {
+                            for pod in cached.state() {
+                                let _ = tx.unbounded_send(pod);
+                            }
+                        }
+                        Ok(watcher::Event::Init) => {}
                     }
                     std::future::ready(())
                 })
